@@ -1,0 +1,1 @@
+"""anywt.backends: QUIC stack adapters and the anyio I/O driver."""
