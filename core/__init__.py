@@ -9,10 +9,10 @@ Python.
 
 from __future__ import annotations
 
-from . import capsule, flow, frames, varint
+from . import capsule, engine, flow, frames, varint
 from ._accel import twin_status
 
-__all__ = ["COMPILED", "capsule", "flow", "frames", "twin_status", "varint"]
+__all__ = ["COMPILED", "capsule", "engine", "flow", "frames", "twin_status", "varint"]
 
 #: True when every hot module of the core is the compiled one.
 COMPILED: bool = bool(twin_status()) and all(twin_status().values())

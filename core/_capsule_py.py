@@ -11,8 +11,8 @@ and, with ``_capsule_c.pxd``, the compiled ``anywt.core._capsule_c``.
 
 from __future__ import annotations
 
-from .errors import MalformedCapsule, ProhibitedCapsule
 from . import _varint_py as _varint
+from .errors import MalformedCapsule, ProhibitedCapsule
 
 __all__ = [
     "CAPSULE_DATAGRAM",

@@ -36,6 +36,12 @@ __all__ = [
     "MalformedCapsule",
     "ProhibitedCapsule",
     "TruncatedVarint",
+    "EngineClosed",
+    "UnknownSession",
+    "UnknownStream",
+    "SessionLimitReached",
+    "DatagramsUnavailable",
+    "DatagramTooLarge",
     "app_error_to_h3",
     "h3_error_to_app",
     "is_reserved_codepoint",
@@ -210,3 +216,33 @@ class ProhibitedCapsule(FlowControlError):
 
 class TruncatedVarint(ValueError):
     """The buffer ends inside a variable-length integer."""
+
+
+# Mistakes of the application, raised at the call.
+class EngineClosed(RuntimeError):
+    """The connection is closed: nothing more can be sent."""
+
+
+class UnknownSession(KeyError):
+    """No session with that id on this connection."""
+
+
+class UnknownStream(KeyError):
+    """No open WebTransport stream with that id."""
+
+
+class SessionLimitReached(RuntimeError):
+    """This connection cannot carry another session (no flow control, or the peer's limit)."""
+
+
+class DatagramsUnavailable(RuntimeError):
+    """The peer did not enable HTTP datagrams, or the handshake has not told their size yet."""
+
+
+class DatagramTooLarge(ValueError):
+    """A datagram larger than the peer accepts in one QUIC packet."""
+
+    def __init__(self, size: int, max_size: int) -> None:
+        super().__init__(f"datagram of {size} bytes exceeds the maximum of {max_size} bytes")
+        self.size = size
+        self.max_size = max_size

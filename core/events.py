@@ -1,0 +1,217 @@
+"""Events the engine emits: small frozen objects, never compiled.
+
+The engine queues them as it processes input; ``WebTransportEngine.next_event()``
+hands them out in order.  Session ids are the stream id of the session's
+CONNECT stream; application error codes are the 32-bit WebTransport codes,
+already mapped back from their HTTP/3 codepoints (``None`` when the peer used
+a code outside the WebTransport range, as Chromium does on teardown).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = [
+    "Dialect",
+    "Event",
+    "Headers",
+    "SettingsReceived",
+    "SessionRequested",
+    "SessionEstablished",
+    "SessionRejected",
+    "SessionDraining",
+    "SessionClosed",
+    "StreamOpened",
+    "StreamDataReceived",
+    "StreamReset",
+    "StreamStopped",
+    "DatagramReceived",
+    "DataCreditAvailable",
+    "StreamsCreditAvailable",
+    "GoawayReceived",
+    "ConnectionTerminated",
+]
+
+#: Header fields as QPACK yields them: lower-case names, raw values.
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+class Dialect(IntEnum):
+    """The WebTransport draft spoken on a connection, picked from the peer's SETTINGS.
+
+    Drafts that share their wire signals are folded together: 13 and 14 both
+    announce SETTINGS_WT_MAX_SESSIONS (0x14e9cd29), 15 and 16 both
+    SETTINGS_WT_ENABLED (0x2c7cf000).
+    """
+
+    DRAFT02 = 2
+    DRAFT07 = 7
+    DRAFT14 = 14
+    DRAFT16 = 16
+
+    @property
+    def label(self) -> str:
+        """A readable name such as ``draft-02`` or ``draft-15/16``."""
+        return {2: "draft-02", 7: "draft-07", 14: "draft-13/14", 16: "draft-15/16"}[self.value]
+
+    @property
+    def upgrade_token(self) -> bytes:
+        """The ``:protocol`` value a client sends in this dialect."""
+        return b"webtransport-h3" if self is Dialect.DRAFT16 else b"webtransport"
+
+    @property
+    def has_flow_control(self) -> bool:
+        """Whether session flow control exists in this dialect (it may still be off)."""
+        return self.value >= 14
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every engine event."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsReceived(Event):
+    """The peer's SETTINGS arrived; ``dialect`` is None when it cannot speak WebTransport."""
+
+    settings: Mapping[int, int]
+    dialect: Dialect | None
+    flow_control: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRequested(Event):
+    """Server side: a client asked for a session; answer with ``accept`` or ``reject``."""
+
+    session_id: int
+    authority: str
+    path: str
+    origin: str | None
+    protocols: tuple[str, ...]
+    headers: Headers
+    dialect: Dialect
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEstablished(Event):
+    """The session is open: the client got a 2xx, or the server sent one."""
+
+    session_id: int
+    status: int
+    protocol: str | None
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRejected(Event):
+    """Client side: the server answered the CONNECT with a non-2xx status."""
+
+    session_id: int
+    status: int
+    headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDraining(Event):
+    """The peer asked to wrap the session up (WT_DRAIN_SESSION or GOAWAY); it stays usable."""
+
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionClosed(Event):
+    """The session ended.
+
+    ``code`` and ``reason`` are the WT_CLOSE_SESSION values (0 and "" for a
+    clean FIN).  ``error_code`` is the wire code when the session ended
+    abruptly instead (a reset CONNECT stream, a protocol error, or the QUIC
+    connection going away); ``by_peer`` says which side ended it.
+    """
+
+    session_id: int
+    code: int
+    reason: str
+    by_peer: bool
+    error_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOpened(Event):
+    """The peer opened a WebTransport stream in an established session."""
+
+    session_id: int
+    stream_id: int
+    is_unidirectional: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StreamDataReceived(Event):
+    """Bytes on a WebTransport stream (the preamble already stripped)."""
+
+    stream_id: int
+    data: bytes
+    end_stream: bool
+    session_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset(Event):
+    """The peer reset its sending side of a stream (RESET_STREAM)."""
+
+    stream_id: int
+    session_id: int
+    code: int | None
+    wire_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStopped(Event):
+    """The peer asked us to stop sending on a stream (STOP_SENDING)."""
+
+    stream_id: int
+    session_id: int
+    code: int | None
+    wire_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramReceived(Event):
+    """A datagram for a session (the quarter-stream-id prefix stripped)."""
+
+    session_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DataCreditAvailable(Event):
+    """Flow control: the peer raised how many stream bytes we may send (WT_MAX_DATA)."""
+
+    session_id: int
+    max_data: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsCreditAvailable(Event):
+    """Flow control: the peer raised how many streams we may open (WT_MAX_STREAMS)."""
+
+    session_id: int
+    is_unidirectional: bool
+    max_streams: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoawayReceived(Event):
+    """The peer sent GOAWAY: no new sessions on this connection."""
+
+    last_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionTerminated(Event):
+    """The connection is over; every session has been closed before this event."""
+
+    error_code: int
+    reason: str
+    by_peer: bool
