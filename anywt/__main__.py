@@ -15,7 +15,7 @@ def _selfcheck(args: argparse.Namespace) -> int:
     """Report which core is live and time it against the pure one."""
     import importlib
 
-    import anywt.core as core
+    from anywt import core
 
     report: dict[str, object] = {"compiled": core.COMPILED, "modules": core.twin_status()}
     sample = bytes.fromhex("25 7bbd 9d7f3e7d c2197c5eff14e88c") * 250

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.engine import WebTransportEngine
+from anywt.core.engine import WebTransportEngine
 
 __all__ = ["QuicStack", "SansIOConnection"]
 
@@ -44,7 +44,9 @@ class QuicStack:
 class SansIOConnection:
     """One QUIC connection of a sans-IO stack, driving one ``WebTransportEngine``."""
 
-    def __init__(self, quic: Any, stack: QuicStack, engine: WebTransportEngine | None = None) -> None:
+    def __init__(
+        self, quic: Any, stack: QuicStack, engine: WebTransportEngine | None = None
+    ) -> None:
         self.quic = quic
         self.stack = stack
         self.engine: WebTransportEngine | None = engine

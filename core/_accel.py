@@ -27,12 +27,11 @@ NO_EXTENSIONS: bool = _flag("ANYWT_NO_EXTENSIONS") or sys.implementation.name !=
 REQUIRE_EXTENSIONS: bool = _flag("ANYWT_REQUIRE_EXTENSIONS") and not _flag("ANYWT_NO_EXTENSIONS")
 
 _status: dict[str, bool] = {}
-_warned = False
+_warned: list[bool] = []  # one warning per process
 
 
 def load_twin(name: str) -> ModuleType:
     """Import ``anywt.core._<name>_c``, or ``_<name>_py`` when it cannot be used."""
-    global _warned
     package = __name__.rpartition(".")[0]
     pure = f"{package}._{name}_py"
     if NO_EXTENSIONS:
@@ -43,11 +42,10 @@ def load_twin(name: str) -> ModuleType:
     except ImportError as exc:
         if REQUIRE_EXTENSIONS:
             raise ImportError(
-                f"ANYWT_REQUIRE_EXTENSIONS is set but {package}._{name}_c "
-                f"cannot be imported: {exc}"
+                f"ANYWT_REQUIRE_EXTENSIONS is set but {package}._{name}_c cannot be imported: {exc}"
             ) from exc
         if not _warned:
-            _warned = True
+            _warned.append(True)
             warnings.warn(
                 f"anywt: the compiled core is not available ({exc}); running the "
                 "pure-Python core, which is much slower. Reinstall with a C compiler, "

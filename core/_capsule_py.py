@@ -193,7 +193,8 @@ class CapsuleParser:
                 self._state = _SKIP
                 return pos
             raise MalformedCapsule(
-                f"capsule type {capsule_type:#x} declares {length} bytes, more than its limit {limit}"
+                f"capsule type {capsule_type:#x} declares {length} bytes, "
+                f"more than its limit {limit}"
             )
         if size - pos >= length:
             # Fast path: the whole value is in this slice.

@@ -106,7 +106,9 @@ class WebTransportEngine(_h3.H3Connection):
         self._datagrams_dropped = 0
         self._streams_rejected = 0
 
-    def receive_stream_data(self, stream_id: int, data: bytes, end_stream: bool, now: float) -> None:
+    def receive_stream_data(
+        self, stream_id: int, data: bytes, end_stream: bool, now: float
+    ) -> None:
         """Bytes (and maybe FIN) arrived on a stream."""
         self._now = now
         if self._closed:
@@ -246,7 +248,9 @@ class WebTransportEngine(_h3.H3Connection):
         self._check_open()
         session = self._get_session(session_id)
         if protocol is not None and protocol not in session.protocols:
-            raise ValueError(f"protocol {protocol!r} was not offered by the client {session.protocols}")
+            raise ValueError(
+                f"protocol {protocol!r} was not offered by the client {session.protocols}"
+            )
         extra = check_header_fields(headers)
         action = self._local_transition(session, SessionInput.ACCEPT)
         if action != SessionAction.ESTABLISH:  # pragma: no cover - the table says ESTABLISH
@@ -283,7 +287,10 @@ class WebTransportEngine(_h3.H3Connection):
         """
         self._check_open()
         session = self._get_session(session_id)
-        if not (session.is_open() or (session.is_client and session.state == _constants.STATE_CONNECTING)):
+        if not (
+            session.is_open()
+            or (session.is_client and session.state == _constants.STATE_CONNECTING)
+        ):
             raise SessionStateError(f"session {session_id} is {SessionState(session.state).name}")
         if session.flow:
             credit = session.send_uni if is_unidirectional else session.send_bidi
@@ -296,7 +303,9 @@ class WebTransportEngine(_h3.H3Connection):
                         if is_unidirectional
                         else _capsule.CAPSULE_STREAMS_BLOCKED_BIDI
                     )
-                    self._send_capsule(session, _capsule.encode_varint_capsule(capsule_type, blocked))
+                    self._send_capsule(
+                        session, _capsule.encode_varint_capsule(capsule_type, blocked)
+                    )
                 return None
             credit.consume(1)
         transport = self._transport
@@ -326,7 +335,9 @@ class WebTransportEngine(_h3.H3Connection):
         self._check_open()
         record = self._streams.get(stream_id)
         if record is None or record.kind != _constants.KIND_WT or not record.send_open:
-            raise UnknownStream(f"stream {stream_id} is not an open WebTransport stream we can send on")
+            raise UnknownStream(
+                f"stream {stream_id} is not an open WebTransport stream we can send on"
+            )
         session = record.session
         assert session is not None
         size = len(data)
@@ -343,7 +354,8 @@ class WebTransportEngine(_h3.H3Connection):
                 blocked = credit.blocked_limit()
                 if blocked >= 0:
                     self._send_capsule(
-                        session, _capsule.encode_varint_capsule(_capsule.CAPSULE_DATA_BLOCKED, blocked)
+                        session,
+                        _capsule.encode_varint_capsule(_capsule.CAPSULE_DATA_BLOCKED, blocked),
                     )
                 if not taken:
                     return 0
@@ -393,7 +405,10 @@ class WebTransportEngine(_h3.H3Connection):
         """Send a datagram on a session; ``DatagramTooLarge`` if it cannot fit in a packet."""
         self._check_open()
         session = self._get_session(session_id)
-        if not (session.is_open() or (session.is_client and session.state == _constants.STATE_CONNECTING)):
+        if not (
+            session.is_open()
+            or (session.is_client and session.state == _constants.STATE_CONNECTING)
+        ):
             raise SessionStateError(f"session {session_id} is {SessionState(session.state).name}")
         prefix = _varint.varint_bytes(session_id >> 2)
         limit = self._datagram_limit()
@@ -475,11 +490,18 @@ class WebTransportEngine(_h3.H3Connection):
         if not credit.grant(max_data):
             return False
         if session.is_open():
-            self._send_capsule(session, _capsule.encode_varint_capsule(_capsule.CAPSULE_MAX_DATA, max_data))
+            self._send_capsule(
+                session, _capsule.encode_varint_capsule(_capsule.CAPSULE_MAX_DATA, max_data)
+            )
         return True
 
-    def grant_streams_credit(self, session_id: int, max_streams: int, is_unidirectional: bool) -> bool:
-        """Raise the peer's WT_MAX_STREAMS to ``max_streams`` by hand; False if it would not raise it."""
+    def grant_streams_credit(
+        self, session_id: int, max_streams: int, is_unidirectional: bool
+    ) -> bool:
+        """Raise the peer's WT_MAX_STREAMS to ``max_streams`` by hand.
+
+        Returns False when that would not raise the limit.
+        """
         self._check_open()
         session = self._get_session(session_id)
         if not session.flow:
@@ -490,7 +512,9 @@ class WebTransportEngine(_h3.H3Connection):
             return False
         if session.is_open():
             capsule_type = (
-                _capsule.CAPSULE_MAX_STREAMS_UNI if is_unidirectional else _capsule.CAPSULE_MAX_STREAMS_BIDI
+                _capsule.CAPSULE_MAX_STREAMS_UNI
+                if is_unidirectional
+                else _capsule.CAPSULE_MAX_STREAMS_BIDI
             )
             self._send_capsule(session, _capsule.encode_varint_capsule(capsule_type, max_streams))
         return True
@@ -523,7 +547,9 @@ class WebTransportEngine(_h3.H3Connection):
             flow_control=None if self._peer_settings is None else self._flow_control,
             local_settings=dict(self._local_settings),
             peer_settings=None if self._peer_settings is None else dict(self._peer_settings),
-            max_datagram_size=None if self._max_datagram_payload < 0 else self._max_datagram_payload,
+            max_datagram_size=None
+            if self._max_datagram_payload < 0
+            else self._max_datagram_payload,
             sessions=self._live_sessions(),
             goaway_sent=None if self._goaway_sent < 0 else self._goaway_sent,
             goaway_received=None if self._goaway_received < 0 else self._goaway_received,
@@ -560,12 +586,16 @@ class WebTransportEngine(_h3.H3Connection):
     def _session_limit(self) -> int:
         return self._config.max_sessions if self._flow_control else 1
 
-    def _local_transition(self, session: _records.SessionRecord, event: SessionInput) -> SessionAction:
+    def _local_transition(
+        self, session: _records.SessionRecord, event: SessionInput
+    ) -> SessionAction:
         action, next_state = transition(SessionState(session.state), event)
         session.state = next_state
         return action
 
-    def _remote_transition(self, session: _records.SessionRecord, event: SessionInput) -> SessionAction:
+    def _remote_transition(
+        self, session: _records.SessionRecord, event: SessionInput
+    ) -> SessionAction:
         """A peer-caused transition; one the table lacks is a protocol error on the session."""
         try:
             action, next_state = transition(SessionState(session.state), event)
@@ -610,7 +640,9 @@ class WebTransportEngine(_h3.H3Connection):
             config.initial_max_data,
             config.initial_max_streams_bidi,
             config.initial_max_streams_uni,
-            config.data_window if config.data_window is not None else max(config.initial_max_data, 1),
+            config.data_window
+            if config.data_window is not None
+            else max(config.initial_max_data, 1),
             config.streams_window
             if config.streams_window is not None
             else max(config.initial_max_streams_bidi, config.initial_max_streams_uni, 1),
@@ -659,7 +691,9 @@ class WebTransportEngine(_h3.H3Connection):
         self._reject_buffered(session.session_id, WTErrorCode.WT_BUFFERED_STREAM_REJECTED)
         self._remember_closed(session.session_id)
 
-    def _finish_session(self, session: _records.SessionRecord, by_peer: bool, error_code: int) -> None:
+    def _finish_session(
+        self, session: _records.SessionRecord, by_peer: bool, error_code: int
+    ) -> None:
         """The session ended: end its streams, report it once."""
         session.closed_at = self._now
         session.closed_by_peer = by_peer
@@ -712,8 +746,10 @@ class WebTransportEngine(_h3.H3Connection):
             record.kind = _constants.KIND_IGNORED
             self._maybe_forget(record)
 
-    def _abort_session(self, session: _records.SessionRecord, error_code: int, by_peer: bool) -> None:
-        """End a session abruptly: reset its CONNECT stream (unless the peer did) and its streams."""
+    def _abort_session(
+        self, session: _records.SessionRecord, error_code: int, by_peer: bool
+    ) -> None:
+        """End a session abruptly: reset its CONNECT stream (unless the peer did), its streams."""
         try:
             action = self._remote_transition(session, SessionInput.ABORT)
         except MessageError:
@@ -747,7 +783,9 @@ class WebTransportEngine(_h3.H3Connection):
             session.streams.clear()
             self._events.append(SessionClosed(session.session_id, 0, "", True, error_code))
 
-    def _send_capsule(self, session: _records.SessionRecord, capsule: bytes, end_stream: bool = False) -> None:
+    def _send_capsule(
+        self, session: _records.SessionRecord, capsule: bytes, end_stream: bool = False
+    ) -> None:
         if not session.connect_send_open:
             return
         self._transport.send_stream_data(
@@ -760,7 +798,9 @@ class WebTransportEngine(_h3.H3Connection):
 
     # Helpers: errors
 
-    def _handle_protocol_error(self, exc: ProtocolError, record: _records.StreamRecord | None) -> None:
+    def _handle_protocol_error(
+        self, exc: ProtocolError, record: _records.StreamRecord | None
+    ) -> None:
         scope = exc.scope
         if scope == "connection" or record is None:
             self._close_connection(exc.error_code, exc.message, False)
@@ -769,7 +809,10 @@ class WebTransportEngine(_h3.H3Connection):
         if session is None and record.session_id >= 0:
             session = self._sessions.get(record.session_id)
         if scope == "session" and session is not None and session.is_live():
-            if session.state == _constants.STATE_REQUESTED or session.state == _constants.STATE_CONNECTING:
+            if (
+                session.state == _constants.STATE_REQUESTED
+                or session.state == _constants.STATE_CONNECTING
+            ):
                 session.protocol_errors += 1
                 self._reset_connect_stream(session, exc.error_code)
                 session.state = _constants.STATE_CLOSED
@@ -787,7 +830,9 @@ class WebTransportEngine(_h3.H3Connection):
         record.kind = _constants.KIND_IGNORED
         self._maybe_forget(record)
 
-    def _dispatch_stream_data(self, record: _records.StreamRecord, data: bytes, end_stream: bool) -> None:
+    def _dispatch_stream_data(
+        self, record: _records.StreamRecord, data: bytes, end_stream: bool
+    ) -> None:
         kind = record.kind
         if kind == _constants.KIND_PENDING:
             self._read_preamble(record, data, end_stream)
@@ -801,10 +846,9 @@ class WebTransportEngine(_h3.H3Connection):
             self._on_qpack_data(record, data, end_stream)
         elif kind == _constants.KIND_WT:
             self._deliver(record, data, end_stream)
-        else:  # KIND_IGNORED and our own streams: drop
-            if end_stream:
-                record.recv_open = False
-                self._maybe_forget(record)
+        elif end_stream:  # KIND_IGNORED and our own streams: dropped
+            record.recv_open = False
+            self._maybe_forget(record)
 
     def _associate(
         self,
@@ -814,9 +858,11 @@ class WebTransportEngine(_h3.H3Connection):
         rest: bytes,
         end_stream: bool,
     ) -> None:
-        """Tie an incoming WebTransport stream to its session, or hold it until the session exists."""
+        """Tie an incoming WebTransport stream to its session, or hold it until that exists."""
         if not _h3.is_client_bidi(session_id):
-            raise IdError(f"WebTransport stream names session {session_id}, not a client bidi stream")
+            raise IdError(
+                f"WebTransport stream names session {session_id}, not a client bidi stream"
+            )
         record.session_id = session_id
         record.header_len = header_len
         session = self._sessions.get(session_id)
@@ -857,7 +903,9 @@ class WebTransportEngine(_h3.H3Connection):
         else:
             session.peer_bidi_opened += 1
         session.last_activity = self._now
-        self._events.append(StreamOpened(session.session_id, record.stream_id, record.is_unidirectional))
+        self._events.append(
+            StreamOpened(session.session_id, record.stream_id, record.is_unidirectional)
+        )
 
     def _deliver(self, record: _records.StreamRecord, data: bytes, end_stream: bool) -> None:
         """Hand stream bytes to the application, after flow-control accounting."""
@@ -878,7 +926,9 @@ class WebTransportEngine(_h3.H3Connection):
             record.received += size
             session.data_received += size
             session.last_activity = self._now
-        self._events.append(StreamDataReceived(record.stream_id, data, end_stream, session.session_id))
+        self._events.append(
+            StreamDataReceived(record.stream_id, data, end_stream, session.session_id)
+        )
         if end_stream:
             record.recv_open = False
             self._maybe_forget(record)
@@ -987,9 +1037,15 @@ class WebTransportEngine(_h3.H3Connection):
                 )
                 self._send_capsule(session, _capsule.encode_varint_capsule(capsule_type, new_limit))
 
-    def _on_stream_reset(self, record: _records.StreamRecord, error_code: int, final_size: int) -> None:
+    def _on_stream_reset(
+        self, record: _records.StreamRecord, error_code: int, final_size: int
+    ) -> None:
         kind = record.kind
-        if kind in (_constants.KIND_CONTROL, _constants.KIND_QPACK_ENCODER, _constants.KIND_QPACK_DECODER):
+        if kind in (
+            _constants.KIND_CONTROL,
+            _constants.KIND_QPACK_ENCODER,
+            _constants.KIND_QPACK_DECODER,
+        ):
             raise ClosedCriticalStream("the peer reset a critical stream")
         if kind == _constants.KIND_REQUEST:
             self._on_connect_stream_ended(record, error_code)
@@ -1015,7 +1071,9 @@ class WebTransportEngine(_h3.H3Connection):
             session.resets_received += 1
             record.recv_open = False
             self._events.append(
-                StreamReset(record.stream_id, session.session_id, h3_error_to_app(error_code), error_code)
+                StreamReset(
+                    record.stream_id, session.session_id, h3_error_to_app(error_code), error_code
+                )
             )
             self._maybe_forget(record)
             return
@@ -1043,7 +1101,9 @@ class WebTransportEngine(_h3.H3Connection):
             session = record.session
             assert session is not None
             self._events.append(
-                StreamStopped(record.stream_id, session.session_id, h3_error_to_app(error_code), error_code)
+                StreamStopped(
+                    record.stream_id, session.session_id, h3_error_to_app(error_code), error_code
+                )
             )
         self._maybe_forget(record)
 
@@ -1092,7 +1152,9 @@ class WebTransportEngine(_h3.H3Connection):
 
     # Control and QPACK streams
 
-    def _on_request(self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    def _on_request(
+        self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """Server: a request arrived; if it is a WebTransport CONNECT, a session is requested."""
         stream_id = record.stream_id
         request = parse_request_untrusted(headers)
@@ -1110,7 +1172,12 @@ class WebTransportEngine(_h3.H3Connection):
             self._refuse_request(record, H3ErrorCode.H3_REQUEST_REJECTED)
             return
         dialect = self._dialect
-        if dialect is None and request.protocol == b"webtransport-h3" and Dialect.DRAFT16 in self._config.dialects and self._datagrams_enabled:
+        if (
+            dialect is None
+            and request.protocol == b"webtransport-h3"
+            and Dialect.DRAFT16 in self._config.dialects
+            and self._datagrams_enabled
+        ):
             # A final-version client need not announce WT_ENABLED (draft section 3.1).
             dialect = Dialect.DRAFT16
         if dialect is None:
@@ -1118,7 +1185,9 @@ class WebTransportEngine(_h3.H3Connection):
         if self._live_sessions() >= self._session_limit():
             self._refuse_request(record, H3ErrorCode.H3_REQUEST_REJECTED)
             return
-        session = _records.SessionRecord(stream_id, False, dialect, self._config.max_capsule_size, self._now)
+        session = _records.SessionRecord(
+            stream_id, False, dialect, self._config.max_capsule_size, self._now
+        )
         session.authority = request.authority
         session.path = request.path
         session.origin = request.origin
@@ -1152,7 +1221,9 @@ class WebTransportEngine(_h3.H3Connection):
         self._reject_buffered(record.stream_id, WTErrorCode.WT_BUFFERED_STREAM_REJECTED)
         self._remember_closed(record.stream_id)
 
-    def _on_response(self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    def _on_response(
+        self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """Client: the response to our CONNECT."""
         session = record.session
         assert session is not None
@@ -1247,7 +1318,9 @@ class WebTransportEngine(_h3.H3Connection):
         except ProtocolError as exc:
             self._abort_session(session, exc.error_code, False)
 
-    def _on_flow_capsule(self, session: _records.SessionRecord, capsule_type: int, value: int) -> None:
+    def _on_flow_capsule(
+        self, session: _records.SessionRecord, capsule_type: int, value: int
+    ) -> None:
         strict = session.strict_flow
         if capsule_type == _capsule.CAPSULE_MAX_DATA:
             credit = session.send_data
@@ -1264,7 +1337,10 @@ class WebTransportEngine(_h3.H3Connection):
             receive = session.recv_data
             assert receive is not None
             receive.on_peer_blocked(value)
-        elif capsule_type in (_capsule.CAPSULE_STREAMS_BLOCKED_BIDI, _capsule.CAPSULE_STREAMS_BLOCKED_UNI):
+        elif capsule_type in (
+            _capsule.CAPSULE_STREAMS_BLOCKED_BIDI,
+            _capsule.CAPSULE_STREAMS_BLOCKED_UNI,
+        ):
             uni = capsule_type == _capsule.CAPSULE_STREAMS_BLOCKED_UNI
             receive = session.recv_uni if uni else session.recv_bidi
             assert receive is not None
@@ -1328,7 +1404,9 @@ class WebTransportEngine(_h3.H3Connection):
             session.connect_send_open = False
         self._forget_connect_stream(record, session)
 
-    def _forget_connect_stream(self, record: _records.StreamRecord, session: _records.SessionRecord) -> None:
+    def _forget_connect_stream(
+        self, record: _records.StreamRecord, session: _records.SessionRecord
+    ) -> None:
         if not session.connect_send_open and not session.connect_recv_open:
             self._streams.pop(record.stream_id, None)
 

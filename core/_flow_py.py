@@ -62,7 +62,7 @@ class SendCredit:
         return raised
 
     def blocked_limit(self) -> int:
-        """The limit to report as blocked, once per limit value; -1 if not blocked or already said."""
+        """The limit to report as blocked, once per limit value; else -1."""
         if self.used < self.limit or self._blocked_reported == self.limit:
             return -1
         self._blocked_reported = self.limit
@@ -94,7 +94,9 @@ class ReceiveCredit:
         """The peer sent ``amount`` more; beyond the limit is a flow-control error."""
         received = self.received + amount
         if received > self.limit:
-            raise FlowControlError(f"peer exceeded the flow-control limit {self.limit} ({received})")
+            raise FlowControlError(
+                f"peer exceeded the flow-control limit {self.limit} ({received})"
+            )
         self.received = received
 
     def on_consume(self, amount: int) -> int:

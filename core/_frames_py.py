@@ -137,9 +137,9 @@ class FrameReader:
     ``feed(data)`` returns a list of ``(frame_type, payload)``.  DATA payloads
     are passed through in pieces as they arrive (one DATA frame may come out
     as several entries, never an empty one); other known frames are buffered
-    whole up to ``max_frame_size`` (larger is ``ExcessiveLoad``); reserved and unknown frame types are
-    skipped without buffering.  ``ended_cleanly()`` says whether the stream
-    may end here.
+    whole up to ``max_frame_size`` (larger is ``ExcessiveLoad``); reserved and
+    unknown frame types are skipped without buffering.  ``ended_cleanly()``
+    says whether the stream may end here.
     """
 
     def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:

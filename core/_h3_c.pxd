@@ -62,7 +62,7 @@ cdef class H3Connection:
     cdef _send_decoder_data(self, bytes data)
     cdef _on_request_data(self, _records.StreamRecord record, object data, bint end_stream)
     cdef _process_request_frames(self, _records.StreamRecord record, list frames, bint end_stream)
-    cdef _decode_headers(self, _records.StreamRecord record, bytes payload)
+    cdef bint _decode_headers(self, _records.StreamRecord record, bytes payload) except -1
     cdef _on_headers(self, _records.StreamRecord record, list headers)
     cdef _answer_and_forget(self, _records.StreamRecord record, int status)
 

@@ -65,7 +65,6 @@ SETTING_WT_INITIAL_MAX_STREAMS_BIDI = 0x2B65
 _MAX_QSID = (1 << 60) - 1
 
 
-
 def is_client_bidi(stream_id: int) -> bool:
     """True for client-initiated bidirectional stream ids (the only valid session ids)."""
     return stream_id & 0x03 == 0
@@ -259,7 +258,9 @@ class H3Connection:
         if self._closed:
             raise EngineClosed("the connection is closed")
 
-    def _send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool) -> None:
+    def _send_headers(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], end_stream: bool
+    ) -> None:
         encoder_data, frame_data = self._encoder.encode(stream_id, headers)
         if encoder_data:
             self._transport.send_stream_data(self._encoder_stream_id, encoder_data)
@@ -278,7 +279,9 @@ class H3Connection:
         self._events.append(ConnectionTerminated(error_code, reason, by_peer))
 
     def _internal_error(self, where: str) -> None:
-        logger.exception("anywt engine: internal error while handling %s; closing the connection", where)
+        logger.exception(
+            "anywt engine: internal error while handling %s; closing the connection", where
+        )
         self._close_connection(H3ErrorCode.H3_INTERNAL_ERROR, f"internal error ({where})", False)
 
     # Incoming streams
@@ -335,7 +338,9 @@ class H3Connection:
         elif first == _frames.FRAME_WT_STREAM:
             self._associate(record, session_id, reader.pos, rest, end_stream)
         elif self._is_client:
-            raise StreamCreationError("the server opened a bidirectional stream that is not WebTransport")
+            raise StreamCreationError(
+                "the server opened a bidirectional stream that is not WebTransport"
+            )
         else:
             record.kind = _constants.KIND_REQUEST
             record.reader = _frames.FrameReader(self._config.max_field_section_size)
@@ -386,7 +391,9 @@ class H3Connection:
 
     # WebTransport data streams
 
-    def _on_control_data(self, record: _records.StreamRecord, data: bytes, end_stream: bool) -> None:
+    def _on_control_data(
+        self, record: _records.StreamRecord, data: bytes, end_stream: bool
+    ) -> None:
         reader = record.reader
         assert isinstance(reader, _frames.FrameReader)
         for frame_type, payload in reader.feed(data):
@@ -458,7 +465,11 @@ class H3Connection:
             return Dialect.DRAFT16
         if Dialect.DRAFT14 in offered and settings.get(SETTING_WT_MAX_SESSIONS, 0) >= 1 and connect:
             return Dialect.DRAFT14
-        if Dialect.DRAFT07 in offered and settings.get(SETTING_WT_MAX_SESSIONS_DRAFT07, 0) >= 1 and connect:
+        if (
+            Dialect.DRAFT07 in offered
+            and settings.get(SETTING_WT_MAX_SESSIONS_DRAFT07, 0) >= 1
+            and connect
+        ):
             return Dialect.DRAFT07
         if Dialect.DRAFT02 in offered and settings.get(SETTING_ENABLE_WEBTRANSPORT, 0) == 1:
             return Dialect.DRAFT02
@@ -523,7 +534,8 @@ class H3Connection:
             self._encoder.feed_decoder(data)
         except pylsqpack.DecoderStreamError as exc:
             raise ProtocolError(
-                f"QPACK decoder stream error: {exc}", error_code=QpackErrorCode.QPACK_DECODER_STREAM_ERROR
+                f"QPACK decoder stream error: {exc}",
+                error_code=QpackErrorCode.QPACK_DECODER_STREAM_ERROR,
             ) from None
 
     def _on_encoder_data(self, data: bytes) -> None:
@@ -531,7 +543,8 @@ class H3Connection:
             unblocked = self._decoder.feed_encoder(data)
         except pylsqpack.EncoderStreamError as exc:
             raise ProtocolError(
-                f"QPACK encoder stream error: {exc}", error_code=QpackErrorCode.QPACK_ENCODER_STREAM_ERROR
+                f"QPACK encoder stream error: {exc}",
+                error_code=QpackErrorCode.QPACK_ENCODER_STREAM_ERROR,
             ) from None
         for stream_id in unblocked:
             record = self._streams.get(stream_id)
@@ -561,7 +574,9 @@ class H3Connection:
 
     # Request (CONNECT) streams
 
-    def _on_request_data(self, record: _records.StreamRecord, data: bytes, end_stream: bool) -> None:
+    def _on_request_data(
+        self, record: _records.StreamRecord, data: bytes, end_stream: bool
+    ) -> None:
         if not self._is_client and self._peer_settings is None:
             # Server: WebTransport requests wait for the client's SETTINGS (draft section 3.1).
             if data:
@@ -601,8 +616,7 @@ class H3Connection:
             if frame_type == _frames.FRAME_DATA:
                 self._on_connect_data(record, payload)
             elif frame_type == _frames.FRAME_HEADERS:
-                self._decode_headers(record, payload)
-                if record.blocked:
+                if not self._decode_headers(record, payload):
                     record.pending_frames = frames[index + 1 :]
                     record.held_size = sum(len(frame[1]) for frame in record.pending_frames)
                     record.held_fin = end_stream
@@ -624,18 +638,22 @@ class H3Connection:
                 raise MessageError("the request stream ended inside a frame")
             self._on_connect_fin(record)
 
-    def _decode_headers(self, record: _records.StreamRecord, payload: bytes) -> None:
+    def _decode_headers(self, record: _records.StreamRecord, payload: bytes) -> bool:
+        """Decode and handle a header block; False when QPACK must wait (blocked)."""
         try:
             decoder_data, headers = self._decoder.feed_header(record.stream_id, payload)
         except pylsqpack.StreamBlocked:
             record.blocked = True
-            return
+            return False
         except pylsqpack.DecompressionFailed as exc:
             raise QpackDecompressionFailed(str(exc)) from None
         self._send_decoder_data(decoder_data)
         self._on_headers(record, headers)
+        return True
 
-    def _on_headers(self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    def _on_headers(
+        self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         if self._is_client:
             self._on_response(record, headers)
             return
@@ -668,11 +686,15 @@ class H3Connection:
         """Tie an incoming WebTransport stream to its session."""
         raise NotImplementedError
 
-    def _on_request(self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    def _on_request(
+        self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """Server: a request header section arrived."""
         raise NotImplementedError
 
-    def _on_response(self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]) -> None:
+    def _on_response(
+        self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         """Client: a response header section arrived."""
         raise NotImplementedError
 
@@ -696,7 +718,9 @@ class H3Connection:
         """The connection is gone."""
         raise NotImplementedError
 
-    def _handle_protocol_error(self, exc: ProtocolError, record: _records.StreamRecord | None) -> None:
+    def _handle_protocol_error(
+        self, exc: ProtocolError, record: _records.StreamRecord | None
+    ) -> None:
         """Apply a protocol error at its scope."""
         raise NotImplementedError
 

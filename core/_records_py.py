@@ -16,6 +16,7 @@ from .session_state import SessionState
 
 __all__ = ["StreamRecord", "SessionRecord"]
 
+
 class StreamRecord:
     """One QUIC stream as the engine sees it."""
 
@@ -150,11 +151,15 @@ class SessionRecord:
         self.send_data = _flow.SendCredit(peer_max_data, _flow.MAX_DATA_LIMIT)
         self.send_bidi = _flow.SendCredit(peer_max_bidi, _flow.MAX_STREAMS_LIMIT)
         self.send_uni = _flow.SendCredit(peer_max_uni, _flow.MAX_STREAMS_LIMIT)
-        self.recv_data = _flow.ReceiveCredit(local_max_data, data_window, auto, _flow.MAX_DATA_LIMIT)
+        self.recv_data = _flow.ReceiveCredit(
+            local_max_data, data_window, auto, _flow.MAX_DATA_LIMIT
+        )
         self.recv_bidi = _flow.ReceiveCredit(
             local_max_bidi, streams_window, auto, _flow.MAX_STREAMS_LIMIT
         )
-        self.recv_uni = _flow.ReceiveCredit(local_max_uni, streams_window, auto, _flow.MAX_STREAMS_LIMIT)
+        self.recv_uni = _flow.ReceiveCredit(
+            local_max_uni, streams_window, auto, _flow.MAX_STREAMS_LIMIT
+        )
 
     def snapshot(self, buffered_streams: int) -> SessionSnapshot:
         """A frozen copy of the session's state and counters."""

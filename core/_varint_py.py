@@ -160,7 +160,9 @@ class ByteReader:
         """The next ``length`` bytes."""
         pos = self.pos
         if length < 0 or pos + length > self.end:
-            raise ValueError(f"cannot read {length} bytes at offset {pos}: the buffer ends at {self.end}")
+            raise ValueError(
+                f"cannot read {length} bytes at offset {pos}: the buffer ends at {self.end}"
+            )
         self.pos = pos + length
         return self.data[pos : pos + length]
 

@@ -75,14 +75,20 @@ class EngineConfig:
             "closed_session_memory",
         ):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _VARINT_MAX:
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= _VARINT_MAX
+            ):
                 raise ValueError(f"EngineConfig.{name} must be an int in 0..2**62-1, not {value!r}")
         if self.max_sessions < 1:
             raise ValueError("EngineConfig.max_sessions must be at least 1")
         for name in ("data_window", "streams_window"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"EngineConfig.{name} must be a positive int or None, not {value!r}")
+                raise ValueError(
+                    f"EngineConfig.{name} must be a positive int or None, not {value!r}"
+                )
         if self.initial_max_streams_bidi > 1 << 60 or self.initial_max_streams_uni > 1 << 60:
             raise ValueError("initial stream limits must not exceed 2**60")
         if not self.dialects:

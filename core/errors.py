@@ -18,7 +18,7 @@ __all__ = [
     "QpackErrorCode",
     "WTErrorCode",
     "ProtocolError",
-    "ConnectionError_",
+    "H3ConnectionError",
     "GeneralProtocolError",
     "StreamCreationError",
     "ClosedCriticalStream",
@@ -138,51 +138,51 @@ class ProtocolError(Exception):
 
 
 # Connection errors: the whole QUIC connection is closed with the code.
-class ConnectionError_(ProtocolError):
+class H3ConnectionError(ProtocolError):
     """Base of the errors that close the connection (not the built-in ConnectionError)."""
 
 
-class GeneralProtocolError(ConnectionError_):
+class GeneralProtocolError(H3ConnectionError):
     error_code = H3ErrorCode.H3_GENERAL_PROTOCOL_ERROR
 
 
-class StreamCreationError(ConnectionError_):
+class StreamCreationError(H3ConnectionError):
     error_code = H3ErrorCode.H3_STREAM_CREATION_ERROR
 
 
-class ClosedCriticalStream(ConnectionError_):
+class ClosedCriticalStream(H3ConnectionError):
     error_code = H3ErrorCode.H3_CLOSED_CRITICAL_STREAM
 
 
-class FrameUnexpected(ConnectionError_):
+class FrameUnexpected(H3ConnectionError):
     error_code = H3ErrorCode.H3_FRAME_UNEXPECTED
 
 
-class FrameError(ConnectionError_):
+class FrameError(H3ConnectionError):
     error_code = H3ErrorCode.H3_FRAME_ERROR
 
 
-class ExcessiveLoad(ConnectionError_):
+class ExcessiveLoad(H3ConnectionError):
     error_code = H3ErrorCode.H3_EXCESSIVE_LOAD
 
 
-class IdError(ConnectionError_):
+class IdError(H3ConnectionError):
     error_code = H3ErrorCode.H3_ID_ERROR
 
 
-class SettingsError(ConnectionError_):
+class SettingsError(H3ConnectionError):
     error_code = H3ErrorCode.H3_SETTINGS_ERROR
 
 
-class MissingSettings(ConnectionError_):
+class MissingSettings(H3ConnectionError):
     error_code = H3ErrorCode.H3_MISSING_SETTINGS
 
 
-class DatagramError(ConnectionError_):
+class DatagramError(H3ConnectionError):
     error_code = H3ErrorCode.H3_DATAGRAM_ERROR
 
 
-class QpackDecompressionFailed(ConnectionError_):
+class QpackDecompressionFailed(H3ConnectionError):
     error_code = QpackErrorCode.QPACK_DECOMPRESSION_FAILED
 
 

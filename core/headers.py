@@ -120,7 +120,9 @@ def parse_status_untrusted(headers: Sequence[tuple[bytes, bytes]]) -> int:
     for name, value in headers:
         if name.startswith(b":"):
             if name != b":status" or status is not None:
-                raise MessageError(f"unexpected pseudo-header {name.decode('latin-1')} in a response")
+                raise MessageError(
+                    f"unexpected pseudo-header {name.decode('latin-1')} in a response"
+                )
             status = value
     if status is None or len(status) != 3 or not status.isdigit():
         raise MessageError(f"response with an invalid :status {status!r}")
