@@ -30,4 +30,4 @@ cdef class CapsuleParser:
     cdef Py_ssize_t _hold_header(self, bytes buf, Py_ssize_t start, Py_ssize_t pos, Py_ssize_t size)
     cpdef feed_eof(self)
 
-cpdef bytes encode_capsule(unsigned long long capsule_type, bytes value=*)
+cpdef bytes encode_capsule(unsigned long long capsule_type, object value=*)

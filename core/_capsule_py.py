@@ -102,7 +102,7 @@ class CapsuleParser:
         self._type = 0
         self._remaining = 0
         self._chunks: list[bytes] = []
-        #: Bytes of unknown capsules skipped so far.
+        #: Bytes skipped so far: unknown capsules and dropped DATAGRAM capsules.
         self.skipped_bytes = 0
         #: Unknown capsules skipped so far.
         self.skipped_capsules = 0
@@ -224,8 +224,10 @@ class CapsuleParser:
         return self._state != _HEADER or len(self._header) > 0
 
 
-def encode_capsule(capsule_type: int, value: bytes = b"") -> bytes:
+def encode_capsule(capsule_type: int, value: bytes | bytearray | memoryview = b"") -> bytes:
     """A whole capsule: type, length, value."""
+    if type(value) is not bytes:
+        value = bytes(value)
     out = bytearray()
     _varint.encode_varint(capsule_type, out)
     _varint.encode_varint(len(value), out)

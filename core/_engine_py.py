@@ -562,6 +562,11 @@ class WebTransportEngine(_h3.H3Connection):
             close_reason=self._close_reason,
         )
 
+    def peer_finished_session(self, session_id: int) -> bool:
+        """True once the peer ended its side of a session's CONNECT stream (or forgot it)."""
+        session = self._sessions.get(session_id)
+        return session is None or not session.connect_recv_open
+
     def forget_session(self, session_id: int) -> None:
         """Drop the record of an ended session (its snapshot is no longer needed)."""
         session = self._sessions.get(session_id)

@@ -4,9 +4,10 @@ from anywt.core cimport _varint_c as _varint
 
 cdef int _HEADER, _DATA, _BUFFER, _SKIP
 
+cdef bint _is_known_frame(unsigned long long frame_type)
 cpdef bint is_reserved_type(unsigned long long value)
 cpdef bytes encode_frame_header(unsigned long long frame_type, unsigned long long length)
-cpdef bytes encode_frame(unsigned long long frame_type, bytes payload)
+cpdef bytes encode_frame(unsigned long long frame_type, object payload)
 cpdef bytes encode_wt_stream_header(unsigned long long session_id, bint unidirectional)
 
 cdef class FrameReader:

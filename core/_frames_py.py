@@ -67,6 +67,21 @@ _BUFFER = 2
 _SKIP = 3
 
 
+def _is_known_frame(frame_type: int) -> bool:
+    """HEADERS, CANCEL_PUSH, SETTINGS, PUSH_PROMISE, GOAWAY, MAX_PUSH_ID: buffered whole.
+
+    Every other type (ORIGIN 0x0c, unassigned, extensions) is skipped.
+    """
+    return (
+        frame_type == 0x01
+        or frame_type == 0x03
+        or frame_type == 0x04
+        or frame_type == 0x05
+        or frame_type == 0x07
+        or frame_type == 0x0D
+    )
+
+
 def is_reserved_type(value: int) -> bool:
     """The GREASE codepoints 0x1f * N + 0x21 (frame, stream, setting and error types)."""
     return value >= 0x21 and (value - 0x21) % 0x1F == 0
@@ -80,8 +95,10 @@ def encode_frame_header(frame_type: int, length: int) -> bytes:
     return bytes(out)
 
 
-def encode_frame(frame_type: int, payload: bytes) -> bytes:
+def encode_frame(frame_type: int, payload: bytes | bytearray | memoryview) -> bytes:
     """A whole frame."""
+    if type(payload) is not bytes:
+        payload = bytes(payload)
     out = bytearray()
     _varint.encode_varint(frame_type, out)
     _varint.encode_varint(len(payload), out)
@@ -224,7 +241,7 @@ class FrameReader:
             raise FrameError("WT_STREAM signal (0x41) in the middle of a stream")
         if frame_type in _HTTP2_FRAME_TYPES:
             raise FrameUnexpected(f"HTTP/2 frame type {frame_type:#x} on an HTTP/3 stream")
-        if frame_type <= 0x0D:
+        if _is_known_frame(frame_type):
             if length > self.max_frame_size:
                 raise ExcessiveLoad(
                     f"frame type {frame_type:#x} of {length} bytes exceeds {self.max_frame_size}"

@@ -45,6 +45,8 @@ def decode_varint(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[in
 
     Raises ``TruncatedVarint`` (a ``ValueError``) when the buffer ends early.
     """
+    if pos < 0:
+        raise TruncatedVarint(f"no varint at negative offset {pos}")
     if type(buf) is not bytes:
         buf = bytes(buf[pos : pos + 8])
         value, end = decode_varint(buf, 0)
@@ -159,7 +161,7 @@ class ByteReader:
     def pull_bytes(self, length: int) -> bytes:
         """The next ``length`` bytes."""
         pos = self.pos
-        if length < 0 or pos + length > self.end:
+        if length < 0 or length > self.end - pos:
             raise ValueError(
                 f"cannot read {length} bytes at offset {pos}: the buffer ends at {self.end}"
             )
