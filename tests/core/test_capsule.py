@@ -6,9 +6,10 @@ import tracemalloc
 from itertools import pairwise
 
 import pytest
-from anywt.core.errors import FlowControlError, MalformedCapsule, MessageError, ProhibitedCapsule
 from hypothesis import given
 from hypothesis import strategies as st
+
+from anywt.core.errors import FlowControlError, MalformedCapsule, MessageError, ProhibitedCapsule
 
 DATAGRAM = 0x00
 CLOSE = 0x2843

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from anywt.core import errors
 from anywt.core.errors import (
     APP_ERROR_FIRST,
@@ -12,8 +15,6 @@ from anywt.core.errors import (
     h3_error_to_app,
     is_reserved_codepoint,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 # protocol.md section 2.4, verified there by computation.
 APP_VECTORS = [

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from anywt.core.errors import FlowControlError
 from hypothesis import given
 from hypothesis import strategies as st
+
+from anywt.core.errors import FlowControlError
 
 WT_FLOW_CONTROL_ERROR = 0x045D4487
 MAX_DATA = 2**62 - 1

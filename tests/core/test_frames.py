@@ -6,6 +6,9 @@ import tracemalloc
 from itertools import pairwise
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from anywt.core.errors import (
     ExcessiveLoad,
     FrameError,
@@ -13,8 +16,6 @@ from anywt.core.errors import (
     H3ConnectionError,
     SettingsError,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 DATA, HEADERS, CANCEL_PUSH, SETTINGS, PUSH_PROMISE, GOAWAY, MAX_PUSH_ID = 0, 1, 3, 4, 5, 7, 0xD
 KNOWN_BUFFERED = [HEADERS, CANCEL_PUSH, SETTINGS, PUSH_PROMISE, GOAWAY, MAX_PUSH_ID]

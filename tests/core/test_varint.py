@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from anywt.core.errors import TruncatedVarint
 from hypothesis import given
 from hypothesis import strategies as st
+
+from anywt.core.errors import TruncatedVarint
 
 VARINT_MAX = 2**62 - 1
 
