@@ -17,7 +17,7 @@ cdef class WebTransportEngine(_h3.H3Connection):
     cdef long long _streams_rejected
 
     cdef long long _datagram_limit(self) except? -1
-    cdef _records.SessionRecord _get_session(self, long long session_id)
+    cdef _records.SessionRecord _get_session(self, object session_id)
     cdef long long _live_sessions(self)
     cdef long long _session_limit(self)
     cdef object _local_transition(self, _records.SessionRecord session, object event)
@@ -36,6 +36,8 @@ cdef class WebTransportEngine(_h3.H3Connection):
     cdef _attach(self, _records.StreamRecord record, _records.SessionRecord session)
     @cython.locals(session=_records.SessionRecord, credit=_flow.ReceiveCredit, size=Py_ssize_t)
     cdef _deliver(self, _records.StreamRecord record, object data, bint end_stream)
+    cdef _discard(self, _records.StreamRecord record, _records.SessionRecord session, object data,
+                  bint end_stream)
     cdef _buffer_stream(self, _records.StreamRecord record, bytes rest, bint end_stream)
     cdef _hold(self, _records.StreamRecord record, object data, bint end_stream)
     cdef _flush_buffered(self, _records.SessionRecord session)

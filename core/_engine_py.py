@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 
 from . import _capsule_py as _capsule
 from . import _constants
+from . import _flow_py as _flow
 from . import _frames_py as _frames
 from . import _h3_py as _h3
 from . import _records_py as _records
@@ -217,6 +218,9 @@ class WebTransportEngine(_h3.H3Connection):
         for protocol in protocols:
             serialize_sf_string(protocol)  # validates
         session_id = self._transport.get_next_available_stream_id(False)
+        # Writing nothing creates the stream, so the id is ours even while the
+        # request waits for SETTINGS (the stack would hand it out again).
+        self._transport.send_stream_data(session_id, b"")
         session = _records.SessionRecord(
             session_id, True, self._dialect, self._config.max_capsule_size, self._now
         )
@@ -396,10 +400,12 @@ class WebTransportEngine(_h3.H3Connection):
             raise UnknownStream(f"stream {stream_id} is not an open WebTransport stream")
         if not record.recv_open:
             return
+        if record.stopped:
+            return
         self._transport.stop_stream(stream_id, wire)
-        # Data may still arrive until the peer's reset; it is dropped.
-        record.recv_open = False
-        self._maybe_forget(record)
+        # Data may still arrive until the peer's reset: it is dropped, but it
+        # still counts for flow control (both sides must agree on it).
+        record.stopped = True
 
     def send_datagram(self, session_id: int, data: bytes) -> None:
         """Send a datagram on a session; ``DatagramTooLarge`` if it cannot fit in a packet."""
@@ -466,6 +472,8 @@ class WebTransportEngine(_h3.H3Connection):
         """The application read ``amount`` stream bytes of a session: credit may be re-granted."""
         if amount <= 0:
             return
+        if amount > _flow.MAX_DATA_LIMIT:
+            raise ValueError(f"amount {amount} exceeds 2**62 - 1")
         session = self._sessions.get(session_id)
         if session is None or not session.is_open():
             return
@@ -481,6 +489,8 @@ class WebTransportEngine(_h3.H3Connection):
 
     def grant_data_credit(self, session_id: int, max_data: int) -> bool:
         """Raise the peer's WT_MAX_DATA to ``max_data`` by hand; False if it would not raise it."""
+        if not 0 <= max_data <= _flow.MAX_DATA_LIMIT:
+            raise ValueError(f"max_data {max_data} is outside 0..2**62-1")
         self._check_open()
         session = self._get_session(session_id)
         if not session.flow:
@@ -502,6 +512,8 @@ class WebTransportEngine(_h3.H3Connection):
 
         Returns False when that would not raise the limit.
         """
+        if not 0 <= max_streams <= _flow.MAX_STREAMS_LIMIT:
+            raise ValueError(f"max_streams {max_streams} is outside 0..2**60")
         self._check_open()
         session = self._get_session(session_id)
         if not session.flow:
@@ -694,6 +706,7 @@ class WebTransportEngine(_h3.H3Connection):
         session.pending_capsules = []
         session.closed_at = self._now
         self._reject_buffered(session.session_id, WTErrorCode.WT_BUFFERED_STREAM_REJECTED)
+        self._drop_buffered_datagrams(session.session_id)
         self._remember_closed(session.session_id)
 
     def _finish_session(
@@ -729,7 +742,8 @@ class WebTransportEngine(_h3.H3Connection):
                 transport.reset_stream(stream_id, gone)
                 record.send_open = False
             if record.recv_open:
-                transport.stop_stream(stream_id, gone)
+                if not record.stopped:
+                    transport.stop_stream(stream_id, gone)
                 record.recv_open = False
             record.kind = _constants.KIND_IGNORED
             record.session = None
@@ -918,6 +932,9 @@ class WebTransportEngine(_h3.H3Connection):
             return
         session = record.session
         assert session is not None
+        if record.stopped:
+            self._discard(record, session, data, end_stream)
+            return
         size = len(data)
         if size:
             if session.flow:
@@ -934,6 +951,33 @@ class WebTransportEngine(_h3.H3Connection):
         self._events.append(
             StreamDataReceived(record.stream_id, data, end_stream, session.session_id)
         )
+        if end_stream:
+            record.recv_open = False
+            self._maybe_forget(record)
+
+    def _discard(
+        self,
+        record: _records.StreamRecord,
+        session: _records.SessionRecord,
+        data: bytes,
+        end_stream: bool,
+    ) -> None:
+        """Data on a stream we stopped: counted and consumed at once, never delivered."""
+        size = len(data)
+        if size:
+            if session.flow:
+                credit = session.recv_data
+                assert credit is not None
+                try:
+                    credit.on_receive(size)
+                except ProtocolError:
+                    self._abort_session(session, WTErrorCode.WT_FLOW_CONTROL_ERROR, False)
+                    return
+                record.received += size
+                session.data_received += size
+                self.consume_data(session.session_id, size)
+            else:
+                record.received += size
         if end_stream:
             record.recv_open = False
             self._maybe_forget(record)
@@ -1075,11 +1119,15 @@ class WebTransportEngine(_h3.H3Connection):
                     self.consume_data(session.session_id, extra)
             session.resets_received += 1
             record.recv_open = False
-            self._events.append(
-                StreamReset(
-                    record.stream_id, session.session_id, h3_error_to_app(error_code), error_code
+            if not record.stopped:
+                self._events.append(
+                    StreamReset(
+                        record.stream_id,
+                        session.session_id,
+                        h3_error_to_app(error_code),
+                        error_code,
+                    )
                 )
-            )
             self._maybe_forget(record)
             return
         if kind == _constants.KIND_BUFFERED:
@@ -1095,6 +1143,18 @@ class WebTransportEngine(_h3.H3Connection):
         if kind == _constants.KIND_LOCAL:
             raise ClosedCriticalStream("the peer stopped one of our critical streams")
         if kind == _constants.KIND_REQUEST:
+            session = record.session
+            if (
+                self._is_client
+                and error_code == H3ErrorCode.H3_NO_ERROR
+                and session is not None
+                and session.state == _constants.STATE_CONNECTING
+            ):
+                # The server answered in full and needs no more of the request
+                # (RFC 9114 section 4.1): its response is on its way.
+                session.connect_send_open = False
+                record.send_open = False
+                return
             self._on_connect_stream_ended(record, error_code)
             return
         if not record.send_open:
@@ -1162,7 +1222,7 @@ class WebTransportEngine(_h3.H3Connection):
     ) -> None:
         """Server: a request arrived; if it is a WebTransport CONNECT, a session is requested."""
         stream_id = record.stream_id
-        request = parse_request_untrusted(headers)
+        request = parse_request_untrusted(headers, allow_tokens=self._dialect == Dialect.DRAFT07)
         if stream_id > self._max_request_id:
             self._max_request_id = stream_id
         if request.method != "CONNECT" or request.protocol is None:
@@ -1244,7 +1304,7 @@ class WebTransportEngine(_h3.H3Connection):
         if 200 <= status <= 299:
             for name, value in headers:
                 if name == b"wt-protocol":
-                    chosen = parse_sf_string(value)
+                    chosen = parse_sf_string(value, allow_tokens=session.dialect == Dialect.DRAFT07)
                     # A value the client did not offer is ignored, as Chromium does.
                     if chosen is not None and chosen in session.protocols:
                         session.protocol = chosen

@@ -25,6 +25,7 @@ cdef class StreamRecord:
     cdef public list pending_frames
     cdef public bint counted
     cdef public bint blocked
+    cdef public bint stopped
 
 cdef class SessionRecord:
     cdef public long long session_id

@@ -48,6 +48,8 @@ class StreamRecord:
         self.counted = False
         #: QPACK could not decode this stream's headers yet.
         self.blocked = False
+        #: We sent STOP_SENDING: what still arrives is counted, not delivered.
+        self.stopped = False
 
 
 class SessionRecord:

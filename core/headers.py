@@ -55,7 +55,9 @@ def _text(value: bytes, name: bytes) -> str:
         raise MessageError(f"header {name.decode('latin-1')} is not ASCII") from None
 
 
-def parse_request_untrusted(headers: Sequence[tuple[bytes, bytes]]) -> ConnectRequest:
+def parse_request_untrusted(
+    headers: Sequence[tuple[bytes, bytes]], *, allow_tokens: bool = False
+) -> ConnectRequest:
     """Validate a request header section; return what matters for WebTransport.
 
     Only the generic HTTP/3 rules are checked here (pseudo-headers first,
@@ -83,7 +85,7 @@ def parse_request_untrusted(headers: Sequence[tuple[bytes, bytes]]) -> ConnectRe
         if name == b"origin":
             origin = _text(value, name)
         elif name == b"wt-available-protocols":
-            protocols = parse_sf_string_list(value) or ()
+            protocols = parse_sf_string_list(value, allow_tokens=allow_tokens) or ()
         elif name == b"sec-webtransport-http3-draft02":
             draft02 = True
     method = pseudo.get(b":method")
@@ -143,8 +145,8 @@ def check_header_fields(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[by
     return checked
 
 
-def _parse_item(value: str, pos: int) -> tuple[str | None, int]:
-    """One list member: an sf-string or a token (draft-10..12 used tokens); None if neither."""
+def _parse_item(value: str, pos: int, allow_tokens: bool) -> tuple[str | None, int]:
+    """One list member: an sf-string (or a token, as drafts 10-12 used); None if neither."""
     if pos < len(value) and value[pos] == '"':
         out = []
         pos += 1
@@ -163,6 +165,8 @@ def _parse_item(value: str, pos: int) -> tuple[str | None, int]:
                 out.append(char)
                 pos += 1
         return None, len(value)
+    if not allow_tokens:
+        return None, len(value)
     start = pos
     while pos < len(value) and value[pos] not in ",; \t":
         pos += 1
@@ -178,14 +182,18 @@ def _skip_parameters(value: str, pos: int) -> int:
         pos += 1
         while pos < len(value) and value[pos] not in ",;":
             if value[pos] == '"':
-                _, pos = _parse_item(value, pos)
+                _, pos = _parse_item(value, pos, True)
             else:
                 pos += 1
     return pos
 
 
-def parse_sf_string_list(raw: bytes) -> tuple[str, ...] | None:
-    """Parse WT-Available-Protocols; None when the field is malformed (it is then ignored)."""
+def parse_sf_string_list(raw: bytes, *, allow_tokens: bool = False) -> tuple[str, ...] | None:
+    """Parse WT-Available-Protocols; None when the field is malformed (it is then ignored).
+
+    Members must be sf-strings (draft-13+); ``allow_tokens`` also takes the
+    sf-tokens of drafts 10-12.
+    """
     try:
         value = raw.decode("ascii")
     except UnicodeDecodeError:
@@ -196,7 +204,7 @@ def parse_sf_string_list(raw: bytes) -> tuple[str, ...] | None:
     if not value:
         return ()
     while True:
-        item, pos = _parse_item(value, pos)
+        item, pos = _parse_item(value, pos, allow_tokens)
         if item is None:
             return None
         items.append(item)
@@ -214,9 +222,9 @@ def parse_sf_string_list(raw: bytes) -> tuple[str, ...] | None:
             return None
 
 
-def parse_sf_string(raw: bytes) -> str | None:
+def parse_sf_string(raw: bytes, *, allow_tokens: bool = False) -> str | None:
     """Parse WT-Protocol (one item); None when malformed."""
-    items = parse_sf_string_list(raw)
+    items = parse_sf_string_list(raw, allow_tokens=allow_tokens)
     if items is None or len(items) != 1:
         return None
     return items[0]

@@ -118,6 +118,8 @@ for _ended in (S.CLOSED, S.REJECTED):
         In.CONNECTION_LOST,
         In.GOAWAY_RECEIVED,
         In.DRAIN_RECEIVED,
+        In.RESPONSE_OK,  # a late answer to a request we cancelled
+        In.RESPONSE_REJECT,
     ):
         TRANSITIONS[(_ended, _input)] = (A.IGNORE, _ended)
 
