@@ -69,7 +69,7 @@ def _extensions() -> list[Extension]:
         _warn("ANYWT_NO_EXTENSIONS is set (or not CPython): installing the pure-Python core.")
         return []
     try:
-        from Cython.Build import cythonize
+        from Cython.Build import cythonize  # noqa: PLC0415 - only needed when compiling
     except ImportError:
         if REQUIRE_EXTENSIONS:
             raise

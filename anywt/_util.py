@@ -1,0 +1,70 @@
+"""Small runtime helpers shared by the API modules."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import sniffio
+
+__all__ = ["Signal", "spawn_detached"]
+
+logger = logging.getLogger("anywt")
+
+
+class Signal:
+    """Wakes every task waiting for "something changed"; waiters re-check their condition.
+
+    Unlike ``anyio.Event`` it can fire many times: ``fire()`` releases the
+    current waiters and arms a fresh event for the next ones.
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def fire(self) -> None:
+        event = self._event
+        if not event.is_set():
+            event.set()
+            self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+_detached: set[Any] = set()
+
+
+def spawn_detached(func: Callable[[], Awaitable[None]], name: str) -> None:
+    """Run ``func`` as a task that belongs to no task group.
+
+    Only for ``session = await anywt.connect(url)``, where no task group
+    exists: the task drives the connection and ends when the connection
+    does (the session's ``close()``).  On trio it is a system task.
+    """
+
+    async def guarded() -> None:
+        try:
+            await func()
+        except BaseException as exc:
+            # A system task must not raise; the connection reports its own end.
+            if not isinstance(exc, anyio.get_cancelled_exc_class()):
+                logger.exception("anywt: background task %s failed", name)
+
+    library = sniffio.current_async_library()
+    if library == "trio":
+        import trio
+
+        trio.lowlevel.spawn_system_task(guarded, name=name)
+    elif library == "asyncio":
+        import asyncio
+
+        task = asyncio.get_running_loop().create_task(guarded(), name=name)
+        _detached.add(task)
+        task.add_done_callback(_detached.discard)
+    else:  # pragma: no cover - anyio supports only these two
+        raise RuntimeError(f"unsupported async library {library!r}")

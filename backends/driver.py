@@ -1,0 +1,382 @@
+"""The anyio I/O driver: runs sans-IO QUIC connections over a UDP socket.
+
+One task per endpoint.  It waits until the socket is readable or the
+earliest QUIC timer is due (``anyio.wait_readable`` inside a cancel scope
+whose deadline is that timer), then drains *every* pending datagram, feeds
+them to their connections (a server demultiplexes by connection id), fires
+due timers, lets each touched connection hand its events to the engine and
+to the owner's ``on_activity`` callback, and transmits.
+
+Local writes do not transmit themselves: ``Endpoint.request_transmit``
+marks the connection and pulls the driver's deadline to *now*, so the
+driver wakes once the writer yields and sends everything queued in that
+loop iteration together.  The same code runs on asyncio, uvloop and trio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import math
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskStatus
+
+from .base import Address, SansIOConnection, ServerDemux
+
+__all__ = [
+    "DatagramSocket",
+    "UDPSocket",
+    "Endpoint",
+    "EndpointStats",
+    "open_udp_socket",
+]
+
+logger = logging.getLogger("anywt.backends.driver")
+
+#: Datagrams read per wake-up before yielding to other tasks (the socket is
+#: drained completely, in batches of this size).
+RECEIVE_BATCH = 256
+#: Datagrams held while the socket refuses to send; more are dropped (and counted).
+MAX_UNSENT = 4096
+
+
+class DatagramSocket(Protocol):
+    """What the driver sends and receives on: a UDP socket or an in-memory stand-in."""
+
+    @property
+    def local_address(self) -> Address: ...
+
+    async def wait_readable(self) -> None:
+        """Return when a datagram may be waiting."""
+        ...
+
+    def receive_batch(self, limit: int) -> list[tuple[bytes, Address]]:
+        """Up to ``limit`` pending datagrams, without blocking."""
+        ...
+
+    def send(self, data: bytes, address: Address) -> bool:
+        """Send one datagram without blocking; False if the socket buffer is full."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Return when ``send`` may succeed again."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class UDPSocket:
+    """A non-blocking UDP socket read with ``anyio.wait_readable``.
+
+    anyio's own UDP socket queues at most 100 datagrams on asyncio and drops
+    the rest silently, so the data path uses a plain socket drained in full.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._family = sock.family
+        host, port = sock.getsockname()[:2]
+        self._local: Address = (host, port)
+
+    @property
+    def local_address(self) -> Address:
+        return self._local
+
+    @property
+    def raw_socket(self) -> socket.socket:
+        return self._sock
+
+    async def wait_readable(self) -> None:
+        await anyio.wait_readable(self._sock)
+
+    async def wait_writable(self) -> None:
+        await anyio.wait_writable(self._sock)
+
+    def receive_batch(self, limit: int) -> list[tuple[bytes, Address]]:
+        out: list[tuple[bytes, Address]] = []
+        recvfrom = self._sock.recvfrom
+        for _ in range(limit):
+            try:
+                data, address = recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                # ICMP errors (e.g. port unreachable after a peer left) surface here.
+                if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue
+                raise
+            out.append((data, (address[0], address[1])))
+        return out
+
+    def send(self, data: bytes, address: Address) -> bool:
+        try:
+            self._sock.sendto(data, address)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                return True  # the datagram is lost, as UDP may lose it
+            if exc.errno == errno.ENOBUFS:
+                return False
+            raise
+        return True
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+async def open_udp_socket(host: str, port: int, *, receive_buffer: int = 4 << 20) -> UDPSocket:
+    """Bind a UDP socket (``host`` must be an IP address or resolvable name)."""
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise OSError(f"cannot resolve {host!r}")
+    family, _type, _proto, _name, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):  # the kernel's default then
+                sock.setsockopt(socket.SOL_SOCKET, option, receive_buffer)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr[:2] if family == socket.AF_INET else sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return UDPSocket(sock)
+
+
+@dataclass
+class EndpointStats:
+    """Counters of one endpoint's I/O."""
+
+    datagrams_received: int = 0
+    datagrams_sent: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    #: Datagrams no connection took (unknown connection id, junk).
+    datagrams_dropped: int = 0
+    #: Datagrams the socket refused to send (buffer full) and that were retried.
+    send_blocked: int = 0
+    #: Datagrams dropped because too many were waiting for the socket.
+    send_dropped: int = 0
+    wakeups: int = 0
+    connections_created: int = 0
+    connections_ended: int = 0
+
+
+class Endpoint:
+    """One UDP socket and the sans-IO connections it carries.
+
+    ``on_activity(connection, now)`` is called after new input reached a
+    connection's engine; ``on_ended(connection)`` once a connection is over.
+    A client endpoint has one connection (``add_connection``); a server
+    endpoint gets them from its ``ServerDemux``.
+    """
+
+    def __init__(
+        self,
+        sock: DatagramSocket,
+        *,
+        on_activity: Callable[[SansIOConnection, float], None],
+        on_ended: Callable[[SansIOConnection], None],
+    ) -> None:
+        self.socket = sock
+        self.stats = EndpointStats()
+        self._on_activity = on_activity
+        self._on_ended = on_ended
+        self._demux: ServerDemux | None = None
+        self._connections: dict[int, SansIOConnection] = {}
+        self._to_transmit: set[int] = set()
+        self._scope: anyio.CancelScope | None = None
+        self._closing = False
+        self._running = False
+        self._unsent: list[tuple[bytes, Address]] = []
+        self.closed = anyio.Event()
+
+    @property
+    def connections(self) -> list[SansIOConnection]:
+        return list(self._connections.values())
+
+    def set_demux(self, demux: ServerDemux) -> None:
+        self._demux = demux
+
+    def add_connection(self, connection: SansIOConnection) -> None:
+        """Start driving a connection (a client's, or one the demux created)."""
+        self._connections[id(connection)] = connection
+        self.stats.connections_created += 1
+        self.request_transmit(connection)
+
+    def request_transmit(self, connection: SansIOConnection) -> None:
+        """Send what ``connection`` has queued, as soon as the current task yields."""
+        self._to_transmit.add(id(connection))
+        self._wake()
+
+    def _wake(self) -> None:
+        scope = self._scope
+        if scope is not None and scope.deadline > -math.inf:
+            scope.deadline = -math.inf
+
+    def close(self) -> None:
+        """Stop once every connection has ended (close them first)."""
+        self._closing = True
+        self._wake()
+
+    def abort(self) -> None:
+        """Stop now, whatever the connections are doing."""
+        self._closing = True
+        self._connections.clear()
+        self._wake()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Drive the socket and connections until closed and no connection is left."""
+        if self._running:
+            raise RuntimeError("this endpoint is already running")
+        self._running = True
+        task_status.started()
+        try:
+            await self._loop()
+        finally:
+            self._running = False
+            self._scope = None
+            self.socket.close()
+            self.closed.set()
+
+    async def _loop(self) -> None:
+        sock = self.socket
+        stats = self.stats
+        while True:
+            if self._closing and not self._connections:
+                return
+            deadline = math.inf if not self._to_transmit else -math.inf
+            for connection in self._connections.values():
+                timer = connection.get_timer()
+                if timer is not None and timer < deadline:
+                    deadline = timer
+            if self._unsent:
+                await self._wait_writable_or(deadline)
+            else:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    self._scope = scope
+                    await sock.wait_readable()
+                self._scope = None
+            stats.wakeups += 1
+            now = anyio.current_time()
+            touched: dict[int, SansIOConnection] = {}
+            # Drain every pending datagram, in batches.
+            while True:
+                batch = sock.receive_batch(RECEIVE_BATCH)
+                for data, address in batch:
+                    stats.datagrams_received += 1
+                    stats.bytes_received += len(data)
+                    try:
+                        target = self._route(data, address, now)
+                    except Exception:
+                        # A datagram the stack chokes on is dropped, never fatal.
+                        logger.debug("dropping a datagram from %s", address, exc_info=True)
+                        target = None
+                    if target is None:
+                        stats.datagrams_dropped += 1
+                    else:
+                        touched[id(target)] = target
+                if len(batch) < RECEIVE_BATCH:
+                    break
+                # A long burst: let other tasks run between batches.
+                await anyio.lowlevel.checkpoint()
+                now = anyio.current_time()
+            for key, connection in list(self._connections.items()):
+                timer = connection.get_timer()
+                if timer is not None and timer <= now:
+                    try:
+                        connection.handle_timer(now)
+                    except Exception:
+                        self._fail(connection, "handling a timer")
+                    touched[key] = connection
+            for key in self._to_transmit:
+                wanted = self._connections.get(key)
+                if wanted is not None:
+                    touched[key] = wanted
+            self._to_transmit.clear()
+            for connection in touched.values():
+                try:
+                    connection.process_events(now)
+                    self._on_activity(connection, now)
+                except Exception:
+                    self._fail(connection, "processing input")
+            if self._demux is not None:
+                for data, address in self._demux.stateless_datagrams():
+                    self._send(data, address)
+            for connection in touched.values():
+                try:
+                    self._transmit(connection, now)
+                except Exception:
+                    self._fail(connection, "transmitting")
+            for key, connection in list(self._connections.items()):
+                if connection.terminated:
+                    del self._connections[key]
+                    self.stats.connections_ended += 1
+                    if self._demux is not None:
+                        self._demux.connection_ended(connection)
+                    self._on_ended(connection)
+
+    def _fail(self, connection: SansIOConnection, where: str) -> None:
+        """A bug while handling one connection closes that connection, not the endpoint."""
+        logger.exception("anywt driver: error while %s; closing the connection", where)
+        try:
+            connection.close(0x01, f"internal error while {where}")  # QUIC INTERNAL_ERROR
+        except Exception:
+            logger.debug("closing after an error failed too", exc_info=True)
+            connection.terminated = True
+
+    async def _wait_writable_or(self, deadline: float) -> None:
+        with anyio.CancelScope(deadline=deadline) as scope:
+            self._scope = scope
+            await self.socket.wait_writable()
+        self._scope = None
+        unsent, self._unsent = self._unsent, []
+        for index, (data, address) in enumerate(unsent):
+            if not self.socket.send(data, address):
+                self._unsent = unsent[index:]
+                return
+            self.stats.datagrams_sent += 1
+            self.stats.bytes_sent += len(data)
+
+    def _route(self, data: bytes, address: Address, now: float) -> SansIOConnection | None:
+        if self._demux is not None:
+            connection = self._demux.datagram_received(data, address, now)
+            if connection is not None and id(connection) not in self._connections:
+                self.add_connection(connection)
+            return connection
+        for connection in self._connections.values():
+            connection.receive_datagram(data, address, now)
+            return connection
+        return None
+
+    def _transmit(self, connection: SansIOConnection, now: float) -> None:
+        datagrams = connection.datagrams_to_send(now)
+        if not datagrams:
+            return
+        # Sending can produce events (connection ids issued while writing).
+        connection.process_events(now)
+        for data, address in datagrams:
+            self._send(data, address)
+
+    def _send(self, data: bytes, address: Address) -> None:
+        if self._unsent or not self.socket.send(data, address):
+            # The kernel buffer is full: keep the datagram and wait until writable.
+            self.stats.send_blocked += 1
+            if len(self._unsent) >= MAX_UNSENT:
+                self.stats.send_dropped += 1  # QUIC recovers it like any lost packet
+                return
+            self._unsent.append((data, address))
+            self._wake()
+            return
+        self.stats.datagrams_sent += 1
+        self.stats.bytes_sent += len(data)
