@@ -27,6 +27,7 @@ from .exceptions import (
     ConfigurationError,
     ConnectError,
     ConnectionClosed,
+    ConnectionLimitReached,
     DatagramError,
     DatagramsUnavailable,
     DatagramTooLarge,
@@ -43,6 +44,7 @@ from .exceptions import (
     StreamStopped,
     WebTransportError,
 )
+from .managers import ConnectionManager, SessionManager
 from .server import Server, SessionRequest, serve
 from .session import CloseInfo, DatagramChannel, Session, SessionState
 from .streams import BidirectionalStream, ReceiveStream, SendStream, Stream
@@ -61,6 +63,8 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionDiagnostics",
+    "ConnectionLimitReached",
+    "ConnectionManager",
     "DatagramChannel",
     "DatagramError",
     "DatagramTooLarge",
@@ -84,6 +88,7 @@ __all__ = [
     "SessionEvent",
     "SessionEventType",
     "SessionLimitReached",
+    "SessionManager",
     "SessionRejected",
     "SessionRequest",
     "SessionState",

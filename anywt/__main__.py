@@ -36,12 +36,18 @@ def _run(func: Any, loop: str, *args: Any) -> Any:
 
 async def _serve_echo(args: argparse.Namespace) -> int:
     import anywt
-    from anywt.echo import echo_handler
+    from anywt.echo import echo_handler, select_first_protocol
 
     options: dict[str, Any] = {"backend": args.backend}
     if args.certfile:
         options.update(certfile=args.certfile, keyfile=args.keyfile)
-    server = anywt.Server({args.path: echo_handler}, host=args.host, port=args.port, **options)
+    server = anywt.Server(
+        {args.path: echo_handler},
+        select_protocol=select_first_protocol,
+        host=args.host,
+        port=args.port,
+        **options,
+    )
     async with server:
         info = {
             "host": server.host,

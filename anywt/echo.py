@@ -11,7 +11,9 @@ What it does, per session:
   reason;
 * a bidirectional stream whose first bytes are ``open-bidi`` is echoed, and
   the server also opens a bidirectional stream of its own carrying
-  ``SERVER_BIDI_GREETING``, then FIN (the peer may write back on it).
+  ``SERVER_BIDI_GREETING``, then FIN (the peer may write back on it);
+* offered subprotocols: the first one the client lists is accepted
+  (``select_first_protocol``).
 """
 
 from __future__ import annotations
@@ -22,17 +24,19 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .exceptions import SessionClosed, StreamError
+from .server import SessionRequest
 from .session import Session
 from .streams import BidirectionalStream, ReceiveStream
 
-__all__ = ["echo_handler", "SERVER_BIDI_GREETING", "ECHO_LIMIT"]
+__all__ = ["echo_handler", "select_first_protocol", "SERVER_BIDI_GREETING", "ECHO_LIMIT"]
 
 logger = logging.getLogger("anywt.echo")
 
 SERVER_BIDI_GREETING = b"anywt: hello on a server-initiated bidi stream"
 #: A unidirectional stream is echoed once complete, so it is held whole: up to this much.
 ECHO_LIMIT = 64 * 1024 * 1024
-_COMMAND_PEEK = 9  # len(b"open-bidi")
+_COMMANDS = (b"close:", b"open-bidi")
+_COMMAND_PEEK = max(len(command) for command in _COMMANDS)
 #: How an echo ends when the peer or the session goes away.
 _STREAM_ENDED = (SessionClosed, StreamError, anyio.ClosedResourceError, anyio.BrokenResourceError)
 
@@ -68,7 +72,8 @@ async def _echo_bidi(session: Session, stream: BidirectionalStream, tasks: TaskG
     try:
         head = b""
         ended = False
-        while len(head) < _COMMAND_PEEK:
+        # Read only while the first bytes could still turn out to be a command.
+        while _could_be_command(head):
             try:
                 head += await stream.receive(_COMMAND_PEEK - len(head))
             except anyio.EndOfStream:
@@ -97,6 +102,11 @@ async def _echo_bidi(session: Session, stream: BidirectionalStream, tasks: TaskG
         logger.debug("bidi echo on %d ended: %s", stream.stream_id, exc)
 
 
+def _could_be_command(head: bytes) -> bool:
+    """True while ``head`` is a proper prefix of a command (more bytes may complete it)."""
+    return any(len(head) < len(command) and command.startswith(head) for command in _COMMANDS)
+
+
 async def _close_command(session: Session, command: bytes) -> None:
     _, _, rest = command.partition(b":")
     code_text, _, reason = rest.partition(b":")
@@ -122,3 +132,8 @@ async def _echo_uni(session: Session, stream: ReceiveStream) -> None:
         await reply.write(data, end_stream=True)
     except (SessionClosed, StreamError, anyio.ClosedResourceError, ValueError) as exc:
         logger.debug("uni echo on %d ended: %s", stream.stream_id, exc)
+
+
+def select_first_protocol(request: SessionRequest) -> str | None:
+    """The echo service speaks whatever subprotocol the client lists first."""
+    return request.protocols[0] if request.protocols else None

@@ -26,6 +26,7 @@ __all__ = [
     "SessionClosedOK",
     "SessionClosedError",
     "SessionLimitReached",
+    "ConnectionLimitReached",
     "StreamError",
     "StreamReset",
     "StreamStopped",
@@ -104,8 +105,12 @@ class SessionRejected(WebTransportError):
         self.headers = headers
 
 
-class SessionLimitReached(WebTransportError):
-    """No more sessions are allowed (server limit, or the connection's)."""
+class SessionLimitReached(WebTransportError, RuntimeError):
+    """No more sessions are allowed (a server's or manager's limit, or the connection's)."""
+
+
+class ConnectionLimitReached(WebTransportError, RuntimeError):
+    """A ``ConnectionManager`` is full: no more connections are allowed."""
 
 
 class SessionClosed(WebTransportError):

@@ -16,6 +16,9 @@ that drops it the moment it closes, and a periodic check (every
 ``cleanup_interval`` seconds) that closes the resources silent for longer
 than ``idle_timeout``.  Leaving the ``async with`` calls ``shutdown()``,
 which closes every resource still managed; no task outlives the block.
+Like any task group, enter and leave it in one task, and nest other task
+groups (``anywt.connect()`` blocks included) inside it or around it, not
+across it.
 
 Both name sets of the session managers users know work unchanged: the newer
 generic ones (``get_resource``, ``get_all_resources``,
@@ -54,7 +57,12 @@ from anyio.abc import TaskGroup
 
 from .connection import Connection
 from .core.errors import H3ErrorCode
-from .exceptions import ConnectionClosed, SessionClosed, SessionLimitReached, WebTransportError
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionLimitReached,
+    SessionClosed,
+    SessionLimitReached,
+)
 from .session import Session, SessionState
 
 __all__ = ["SessionManager", "ConnectionManager", "ConnectionLimitReached"]
@@ -74,10 +82,6 @@ DEFAULT_CONNECTION_IDLE_TIMEOUT = 60.0
 DEFAULT_CLOSE_TIMEOUT = 5.0
 #: When no ``cleanup_interval`` is given, idle checks run at least this often per timeout.
 _CHECKS_PER_IDLE_TIMEOUT = 4
-
-
-class ConnectionLimitReached(WebTransportError):
-    """A ``ConnectionManager`` is full: no more connections are allowed."""
 
 
 @dataclass(eq=False, slots=True)
@@ -529,7 +533,7 @@ class SessionManager(_ResourceManager[int, Session]):
 
     ``idle_timeout`` (seconds; None or <= 0, the default: never) closes a
     session with no activity for that long: activity is stream data read
-    or written, datagrams sent or received (``statistics().last_active``).
+    or written, datagrams sent or received (``Session.last_active``).
     It is closed with ``IDLE_CLOSE_CODE`` (0) / ``IDLE_CLOSE_REASON``
     ("idle timeout") at the first check past the timeout, so within
     ``idle_timeout + cleanup_interval``.
@@ -613,7 +617,7 @@ class SessionManager(_ResourceManager[int, Session]):
         return tuple(state.value for state in SessionState)
 
     def _last_active(self, resource: Session) -> float | None:
-        return resource.statistics().last_active
+        return resource.last_active
 
     async def _wait_closed(self, resource: Session) -> None:
         await resource.wait_closed()

@@ -268,6 +268,11 @@ class Session:
         return self._state == SessionState.CLOSED
 
     @property
+    def last_active(self) -> float:
+        """Wall-clock time of the last stream data or datagram, either way."""
+        return self._last_active
+
+    @property
     def close_info(self) -> CloseInfo | None:
         return self._close_info
 
@@ -744,6 +749,7 @@ class Session:
         if side.stopped:
             return
         side.feed(data, end_stream)
+        self._last_active = time.time()
         if side.size > self._receive_limit:
             # The peer ignores flow control (or the stack cannot enforce it).
             self._receive_errors += 1
