@@ -59,3 +59,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line(format_ratios(rows, "min"))
     terminalreporter.write_line("")
     terminalreporter.write_line(format_ratios(rows, "median"))
+
+
+@pytest.fixture(scope="session")
+def impl_modules() -> dict[str, ModuleType]:
+    """The pure and the compiled engine modules, by implementation name."""
+    modules = {"pure": importlib.import_module("anywt.core._engine_py")}
+    try:
+        modules["compiled"] = importlib.import_module("anywt.core._engine_c")
+    except ImportError as exc:
+        flag = os.environ.get("ANYWT_REQUIRE_EXTENSIONS", "").strip().lower()
+        if flag not in ("", "0", "false", "no"):
+            pytest.fail(f"ANYWT_REQUIRE_EXTENSIONS is set but the compiled core is missing: {exc}")
+        pytest.skip("compiled core not built: reinstall anywt with a C compiler")
+    return modules

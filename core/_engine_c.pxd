@@ -45,7 +45,8 @@ cdef class WebTransportEngine(_h3.H3Connection):
     cdef _reject_stream(self, _records.StreamRecord record, long long error_code)
     cdef _on_stream_reset(self, _records.StreamRecord record, long long error_code, long long final_size)
     cdef _on_stop_sending(self, _records.StreamRecord record, long long error_code)
-    @cython.locals(quarter=cython.ulonglong, session_id=cython.longlong, session=_records.SessionRecord)
+    @cython.locals(quarter=cython.ulonglong, session_id=cython.longlong,
+                   session=_records.SessionRecord, size=Py_ssize_t, length=Py_ssize_t)
     cdef _on_datagram(self, object data)
     cdef _deliver_datagram(self, _records.SessionRecord session, bytes payload)
     cdef _drop_buffered_datagrams(self, long long session_id)

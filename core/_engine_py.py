@@ -45,7 +45,6 @@ from .errors import (
     MessageError,
     ProtocolError,
     SessionLimitReached,
-    TruncatedVarint,
     UnknownSession,
     UnknownStream,
     WTErrorCode,
@@ -91,6 +90,7 @@ __all__ = ["WebTransportEngine"]
 logger = logging.getLogger("anywt.core")
 
 _MAX_QSID = (1 << 60) - 1
+_new_event = tuple.__new__
 
 
 class WebTransportEngine(_h3.H3Connection):
@@ -416,13 +416,14 @@ class WebTransportEngine(_h3.H3Connection):
             or (session.is_client and session.state == _constants.STATE_CONNECTING)
         ):
             raise SessionStateError(f"session {session_id} is {SessionState(session.state).name}")
-        prefix = _varint.varint_bytes(session_id >> 2)
+        prefix = session.datagram_prefix
+        size = len(data)
         limit = self._datagram_limit()
-        if len(prefix) + len(data) > limit:
-            raise DatagramTooLarge(len(data), limit - len(prefix))
+        if len(prefix) + size > limit:
+            raise DatagramTooLarge(size, limit - len(prefix))
         self._transport.send_datagram(prefix + data)
         session.datagrams_sent += 1
-        session.datagram_bytes_sent += len(data)
+        session.datagram_bytes_sent += size
         session.last_activity = self._now
 
     def max_datagram_size(self, session_id: int) -> int:
@@ -948,8 +949,9 @@ class WebTransportEngine(_h3.H3Connection):
             record.received += size
             session.data_received += size
             session.last_activity = self._now
+        # tuple.__new__ builds the event without the Python-level __new__ (hot path).
         self._events.append(
-            StreamDataReceived(record.stream_id, data, end_stream, session.session_id)
+            _new_event(StreamDataReceived, (record.stream_id, data, end_stream, session.session_id))
         )
         if end_stream:
             record.recv_open = False
@@ -1175,16 +1177,20 @@ class WebTransportEngine(_h3.H3Connection):
     # Datagrams
 
     def _on_datagram(self, data: bytes) -> None:
-        reader = _varint.ByteReader(data)
-        try:
-            quarter = reader.pull_varint()
-        except TruncatedVarint:
-            raise DatagramError("datagram without a quarter stream id") from None
+        if type(data) is not bytes:
+            data = bytes(data)
+        size = len(data)
+        if size == 0:
+            raise DatagramError("datagram without a quarter stream id")
+        length = _varint.varint_length(data[0])
+        if length > size:
+            raise DatagramError("datagram with a truncated quarter stream id")
+        quarter = _varint.read_varint(data, 0, length)
         if quarter > _MAX_QSID:
             raise DatagramError(f"quarter stream id {quarter} is out of range")
         session_id = quarter << 2
         session = self._sessions.get(session_id)
-        payload = data[reader.pos :]
+        payload = data[length:]
         if session is not None and session.is_open():
             self._deliver_datagram(session, payload)
         elif (session is not None and session.is_live()) or (
@@ -1205,7 +1211,7 @@ class WebTransportEngine(_h3.H3Connection):
         session.datagrams_received += 1
         session.datagram_bytes_received += len(payload)
         session.last_activity = self._now
-        self._events.append(DatagramReceived(session.session_id, payload))
+        self._events.append(_new_event(DatagramReceived, (session.session_id, payload)))
 
     def _drop_buffered_datagrams(self, session_id: int) -> None:
         if self._buffered_datagrams:

@@ -11,7 +11,8 @@ cdef class H3Connection:
     cdef object _transport
     cdef bint _is_client
     cdef object _config
-    cdef object _events
+    cdef list _events
+    cdef Py_ssize_t _event_pos
     cdef dict _streams
     cdef double _now
     cdef bint _initialized

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
 from collections.abc import Mapping
 
 import pylsqpack
@@ -79,7 +78,9 @@ class H3Connection:
         self._transport = transport
         self._is_client = is_client
         self._config = config if config is not None else EngineConfig()
-        self._events: deque[Event] = deque()
+        # A list read from ``_event_pos``: appending is the hot operation.
+        self._events: list[Event] = []
+        self._event_pos = 0
         self._streams: dict[int, _records.StreamRecord] = {}
         self._now = 0.0
         self._initialized = False
@@ -153,18 +154,29 @@ class H3Connection:
 
     def next_event(self) -> Event | None:
         """The next queued event, or None."""
-        if self._events:
-            return self._events.popleft()
-        return None
+        events = self._events
+        pos = self._event_pos
+        if pos >= len(events):
+            return None
+        event = events[pos]
+        pos += 1
+        if pos == len(events):
+            events.clear()
+            pos = 0
+        self._event_pos = pos
+        return event
 
     def events(self) -> list[Event]:
         """All queued events, oldest first (the queue is emptied)."""
-        events = list(self._events)
-        self._events.clear()
+        events = self._events
+        if self._event_pos:
+            events = events[self._event_pos :]
+        self._events = []
+        self._event_pos = 0
         return events
 
     def has_events(self) -> bool:
-        return len(self._events) > 0
+        return self._event_pos < len(self._events)
 
     # Input from the QUIC connection
 

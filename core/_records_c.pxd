@@ -2,6 +2,7 @@
 from anywt.core cimport _capsule_c as _capsule
 from anywt.core cimport _constants
 from anywt.core cimport _flow_c as _flow
+from anywt.core cimport _varint_c as _varint
 
 cdef class SessionRecord
 
@@ -31,6 +32,7 @@ cdef class SessionRecord:
     cdef public long long session_id
     cdef public bint is_client
     cdef public object dialect
+    cdef public bytes datagram_prefix
     cdef public int state
     cdef public _capsule.CapsuleParser parser
     cdef public str authority

@@ -10,6 +10,7 @@ from __future__ import annotations
 from . import _capsule_py as _capsule
 from . import _constants
 from . import _flow_py as _flow
+from . import _varint_py as _varint
 from .diagnostics import SessionSnapshot
 from .events import Dialect, Headers
 from .session_state import SessionState
@@ -66,6 +67,8 @@ class SessionRecord:
         self.session_id = session_id
         self.is_client = is_client
         self.dialect = dialect
+        #: The quarter stream id that starts each of its datagrams.
+        self.datagram_prefix = _varint.varint_bytes(session_id >> 2)
         self.state = _constants.STATE_CONNECTING if is_client else _constants.STATE_REQUESTED
         self.parser = _capsule.CapsuleParser(max_capsule_size)
         self.authority = ""
