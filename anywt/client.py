@@ -17,7 +17,6 @@ when the session's connection closes.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import socket
 from collections.abc import Generator
@@ -30,8 +29,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from ._util import spawn_detached
-from .backends.base import BackendError, QuicSettings, get_backend
-from .backends.driver import Endpoint, open_udp_socket
+from .backends.base import BackendError, Driver, QuicSettings, get_backend
 from .config import ClientConfig
 from .connection import Connection
 from .core.engine import WebTransportEngine
@@ -97,20 +95,13 @@ async def _resolve(host: str, port: int) -> tuple[str, int]:
     return (str(address[0]), int(address[1]))
 
 
-def _local_host_for(remote: str) -> str:
-    address = ipaddress.ip_address(remote)
-    if address.is_loopback:
-        return str(address)
-    return "::" if address.version == 6 else "0.0.0.0"
-
-
 class _ClientRun:
     """Everything one client connection needs: socket, endpoint, engine, session."""
 
     def __init__(self, url: str, config: ClientConfig) -> None:
         self.url = parse_url(url)
         self.config = config
-        self.endpoint: Endpoint | None = None
+        self.driver: Driver | None = None
         self.connection: Connection | None = None
         self.session: Session | None = None
 
@@ -122,7 +113,6 @@ class _ClientRun:
         except BackendError as exc:
             raise BackendUnavailable(str(exc)) from exc
         remote = await _resolve(url.host, url.port)
-        sock = await open_udp_socket(_local_host_for(remote[0]), 0)
         settings = QuicSettings(
             is_client=True,
             idle_timeout=config.idle_timeout,
@@ -138,16 +128,6 @@ class _ClientRun:
             qlog_dir=config.resolved_qlog_dir(),
             keylog_file=config.resolved_keylog_file(),
         )
-        now = anyio.current_time()
-        try:
-            quic = backend.client_connection(settings, remote, now)
-        except Exception:
-            sock.close()
-            raise
-        engine = WebTransportEngine(
-            quic, is_client=True, config=config.engine_config(max_sessions=1)
-        )
-        quic.engine = engine
 
         def on_activity(conn: Any, at: float) -> None:
             if self.connection is not None:
@@ -156,13 +136,22 @@ class _ClientRun:
         def on_ended(conn: Any) -> None:
             if self.connection is not None:
                 self.connection._ended()
-            endpoint.close()
+            if self.driver is not None:
+                self.driver.close()
 
-        endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
-        self.endpoint = endpoint
+        driver, quic = await backend.open_client(
+            settings, remote, on_activity=on_activity, on_ended=on_ended
+        )
+        self.driver = driver
+        now = anyio.current_time()
+        engine = WebTransportEngine(
+            quic, is_client=True, config=config.engine_config(max_sessions=1)
+        )
+        quic.engine = engine
+
         connection = Connection(
             quic,
-            endpoint,
+            driver,
             is_client=True,
             backend_name=backend.name,
             limits=config.limits,
@@ -190,7 +179,7 @@ class _ClientRun:
         )
         connection.add_session(session)
         self.session = session
-        endpoint.add_connection(quic)
+        driver.request_transmit(quic)
 
     async def wait_ready(self) -> Session:
         session = self.session
@@ -222,7 +211,7 @@ class _ClientRun:
         """Close the session and connection gracefully, then stop the endpoint."""
         session = self.session
         connection = self.connection
-        endpoint = self.endpoint
+        endpoint = self.driver
         if endpoint is None:
             return
         with anyio.CancelScope(shield=True):
@@ -251,7 +240,7 @@ class Connect:
     async def _open_detached(self) -> Session:
         run = self._run
         await run.open()
-        endpoint = run.endpoint
+        endpoint = run.driver
         assert endpoint is not None
         spawn_detached(endpoint.run, name=f"anywt client {run.url.authority}")
         try:
@@ -267,8 +256,8 @@ class Connect:
         self._task_group = task_group
         try:
             await run.open()
-            assert run.endpoint is not None
-            await task_group.start(run.endpoint.run)
+            assert run.driver is not None
+            await task_group.start(run.driver.run)
             return await run.wait_ready()
         except BaseException as exc:
             await run.shutdown()

@@ -29,8 +29,7 @@ from .events import SessionEventType
 from .session import CloseInfo, Session
 
 if TYPE_CHECKING:
-    from .backends.base import Address, SansIOConnection
-    from .backends.driver import Endpoint
+    from .backends.base import Address, BackendConnection, Driver
 
 __all__ = ["Connection"]
 
@@ -42,8 +41,8 @@ class Connection:
 
     def __init__(
         self,
-        quic: SansIOConnection,
-        endpoint: Endpoint,
+        quic: BackendConnection,
+        endpoint: Driver,
         *,
         is_client: bool,
         backend_name: str,
@@ -107,7 +106,7 @@ class Connection:
         return self._backend_name
 
     @property
-    def quic(self) -> SansIOConnection:
+    def quic(self) -> BackendConnection:
         """The backend's connection object (for diagnostics; do not drive it)."""
         return self._quic
 
@@ -117,7 +116,7 @@ class Connection:
 
     @property
     def local_address(self) -> Address:
-        return self._endpoint.socket.local_address
+        return self._endpoint.local_address
 
     @property
     def draft(self) -> str | None:

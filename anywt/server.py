@@ -30,8 +30,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from .backends.base import BackendError, QuicSettings, SansIOConnection, get_backend
-from .backends.driver import Endpoint, open_udp_socket
+from .backends.base import BackendConnection, BackendError, Driver, QuicSettings, get_backend
 from .certs import DevCertificate, certificate_sha256, generate_dev_certificate
 from .config import ServerConfig
 from .connection import Connection
@@ -105,7 +104,7 @@ class Server:
         self.certificate: DevCertificate | None = None
         self._chain_pem: bytes | None = None
         self._key_pem: bytes | None = None
-        self._endpoint: Endpoint | None = None
+        self._endpoint: Driver | None = None
         self._task_group: TaskGroup | None = None
         self._connections: dict[int, Connection] = {}
         self._sessions: set[Session] = set()
@@ -123,7 +122,7 @@ class Server:
     def address(self) -> tuple[str, int]:
         if self._endpoint is None:
             raise RuntimeError("the server is not started")
-        return self._endpoint.socket.local_address
+        return self._endpoint.local_address
 
     @property
     def host(self) -> str:
@@ -206,10 +205,15 @@ class Server:
             qlog_dir=config.resolved_qlog_dir(),
             keylog_file=config.resolved_keylog_file(),
         )
-        sock = await open_udp_socket(config.host, config.port)
         self._backend_name = backend.name
-        endpoint = Endpoint(sock, on_activity=self._on_activity, on_ended=self._on_ended)
-        endpoint.set_demux(backend.server_demux(settings, self._on_connection))
+        endpoint = await backend.open_server(
+            settings,
+            config.host,
+            config.port,
+            on_connection=self._on_connection,
+            on_activity=self._on_activity,
+            on_ended=self._on_ended,
+        )
         self._endpoint = endpoint
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
@@ -264,7 +268,7 @@ class Server:
     # ------------------------------------------------------------------
     # Connections
 
-    def _on_connection(self, quic: SansIOConnection) -> None:
+    def _on_connection(self, quic: BackendConnection) -> None:
         config = self.config
         engine = WebTransportEngine(
             quic,
@@ -291,12 +295,12 @@ class Server:
             # QUIC's CONNECTION_REFUSED: try again later.
             quic.close_transport(0x02, "server busy" if not self._closing else "shutting down")
 
-    def _on_activity(self, quic: SansIOConnection, now: float) -> None:
+    def _on_activity(self, quic: BackendConnection, now: float) -> None:
         connection = self._connections.get(id(quic))
         if connection is not None:
             connection._activity(now)
 
-    def _on_ended(self, quic: SansIOConnection) -> None:
+    def _on_ended(self, quic: BackendConnection) -> None:
         connection = self._connections.pop(id(quic), None)
         if connection is not None:
             connection._ended()

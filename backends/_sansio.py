@@ -34,7 +34,15 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from anywt.core.errors import DatagramsUnavailable, DatagramTooLarge
 
-from .base import Address, BackendError, QuicSettings
+from .base import (
+    ActivityCallback,
+    Address,
+    BackendConnection,
+    BackendError,
+    Driver,
+    EndedCallback,
+    QuicSettings,
+)
 from .base import SansIOConnection as SansIOConnectionProtocol
 
 if TYPE_CHECKING:
@@ -936,6 +944,44 @@ class StackBackend:
     def configuration(self, settings: QuicSettings) -> Any:
         """The stack's QuicConfiguration for ``settings``."""
         return self.stack.configuration(settings)
+
+    async def open_client(
+        self,
+        settings: QuicSettings,
+        server_address: Address,
+        *,
+        on_activity: ActivityCallback,
+        on_ended: EndedCallback,
+    ) -> tuple[Driver, BackendConnection]:
+        """A UDP socket, the anyio driver and a client connection."""
+        from .driver import open_sansio_client  # noqa: PLC0415 - the driver imports this module
+
+        return await open_sansio_client(
+            self, settings, server_address, on_activity=on_activity, on_ended=on_ended
+        )
+
+    async def open_server(
+        self,
+        settings: QuicSettings,
+        host: str,
+        port: int,
+        *,
+        on_connection: Callable[[BackendConnection], None],
+        on_activity: ActivityCallback,
+        on_ended: EndedCallback,
+    ) -> Driver:
+        """A UDP socket and the anyio driver, demultiplexing server connections."""
+        from .driver import open_sansio_server  # noqa: PLC0415 - the driver imports this module
+
+        return await open_sansio_server(
+            self,
+            settings,
+            host,
+            port,
+            on_connection=on_connection,
+            on_activity=on_activity,
+            on_ended=on_ended,
+        )
 
     def client_connection(
         self, settings: QuicSettings, server_address: Address, now: float

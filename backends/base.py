@@ -21,13 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
+import anyio
+from anyio.abc import TaskStatus
+
 if TYPE_CHECKING:
     from anywt.core.engine import WebTransportEngine
 
 __all__ = [
     "Address",
     "BACKENDS",
+    "Backend",
     "BackendConnection",
+    "Driver",
     "BackendError",
     "CertificateError",
     "QuicSettings",
@@ -171,11 +176,80 @@ class ServerDemux(Protocol):
         ...
 
 
-class SansIOBackend(Protocol):
-    """A sans-IO QUIC stack."""
+#: Called after new input reached a connection's engine (with the current time).
+ActivityCallback = Callable[[BackendConnection, float], None]
+#: Called once a connection is over.
+EndedCallback = Callable[[BackendConnection], None]
+
+
+class Driver(Protocol):
+    """What runs a backend's connections: one task per endpoint, whatever the backend kind.
+
+    The anyio driver (``driver.Endpoint``) runs sans-IO stacks over a UDP
+    socket; a self-driven stack brings its own.  ``run`` is started in the
+    owner's task group (or a detached task for ``await connect()``).
+    """
+
+    closed: anyio.Event
+
+    @property
+    def local_address(self) -> Address: ...
+
+    def request_transmit(self, connection: BackendConnection) -> None:
+        """Send what ``connection`` has queued, as soon as the current task yields."""
+        ...
+
+    def close(self) -> None:
+        """Stop once every connection has ended."""
+        ...
+
+    def abort(self) -> None:
+        """Stop now."""
+        ...
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None: ...
+
+
+class Backend(Protocol):
+    """A QUIC stack behind anywt: it opens client and server endpoints."""
 
     name: str
-    kind: Literal["sans-io"]
+
+    @property
+    def kind(self) -> Literal["sans-io", "self-driven"]:
+        """Who owns the socket: the anyio driver ("sans-io") or the stack ("self-driven")."""
+        ...
+
+    async def open_client(
+        self,
+        settings: QuicSettings,
+        server_address: Address,
+        *,
+        on_activity: ActivityCallback,
+        on_ended: EndedCallback,
+    ) -> tuple[Driver, BackendConnection]:
+        """A client endpoint and its connection, handshake under way.
+
+        Set ``connection.engine`` (and initialize it) before running the driver.
+        """
+        ...
+
+    async def open_server(
+        self,
+        settings: QuicSettings,
+        host: str,
+        port: int,
+        *,
+        on_connection: Callable[[BackendConnection], None],
+        on_activity: ActivityCallback,
+        on_ended: EndedCallback,
+    ) -> Driver:
+        """A server endpoint; ``on_connection`` gets each new connection (set its engine there)."""
+        ...
+
+
+class SansIOBackend(Backend, Protocol):
+    """A sans-IO QUIC stack."""
 
     def client_connection(
         self, settings: QuicSettings, server_address: Address, now: float
@@ -197,7 +271,7 @@ BACKENDS: dict[str, str] = {
 }
 
 
-def get_backend(name: str) -> SansIOBackend:
+def get_backend(name: str) -> Backend:
     """The backend called ``name``; its QUIC stack is imported only now."""
     module_name = BACKENDS.get(name)
     if module_name is None:
@@ -209,5 +283,5 @@ def get_backend(name: str) -> SansIOBackend:
             f"backend {name!r} needs a package that is not installed ({exc}); "
             f"install it with: pip install 'anywt[{name}]'"
         ) from exc
-    backend: SansIOBackend = module.backend()
+    backend: Backend = module.backend()
     return backend

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ipaddress
 import logging
 import math
 import socket
@@ -28,9 +29,20 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskStatus
 
-from .base import Address, SansIOConnection, ServerDemux
+from .base import (
+    ActivityCallback,
+    Address,
+    BackendConnection,
+    EndedCallback,
+    QuicSettings,
+    SansIOBackend,
+    SansIOConnection,
+    ServerDemux,
+)
 
 __all__ = [
+    "open_sansio_client",
+    "open_sansio_server",
     "DatagramSocket",
     "UDPSocket",
     "Endpoint",
@@ -185,8 +197,8 @@ class Endpoint:
         self,
         sock: DatagramSocket,
         *,
-        on_activity: Callable[[SansIOConnection, float], None],
-        on_ended: Callable[[SansIOConnection], None],
+        on_activity: ActivityCallback,
+        on_ended: EndedCallback,
     ) -> None:
         self.socket = sock
         self.stats = EndpointStats()
@@ -205,6 +217,10 @@ class Endpoint:
     def connections(self) -> list[SansIOConnection]:
         return list(self._connections.values())
 
+    @property
+    def local_address(self) -> Address:
+        return self.socket.local_address
+
     def set_demux(self, demux: ServerDemux) -> None:
         self._demux = demux
 
@@ -214,7 +230,7 @@ class Endpoint:
         self.stats.connections_created += 1
         self.request_transmit(connection)
 
-    def request_transmit(self, connection: SansIOConnection) -> None:
+    def request_transmit(self, connection: BackendConnection) -> None:
         """Send what ``connection`` has queued, as soon as the current task yields."""
         self._to_transmit.add(id(connection))
         self._wake()
@@ -380,3 +396,51 @@ class Endpoint:
             return
         self.stats.datagrams_sent += 1
         self.stats.bytes_sent += len(data)
+
+
+def _local_host_for(remote: str) -> str:
+    """Bind a client where it can reach ``remote``: loopback stays on loopback."""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return "0.0.0.0"
+    if address.is_loopback:
+        return str(address)
+    return "::" if address.version == 6 else "0.0.0.0"
+
+
+async def open_sansio_client(
+    backend: SansIOBackend,
+    settings: QuicSettings,
+    server_address: Address,
+    *,
+    on_activity: ActivityCallback,
+    on_ended: EndedCallback,
+) -> tuple[Endpoint, SansIOConnection]:
+    """A UDP socket, an endpoint and a client connection of a sans-IO stack."""
+    sock = await open_udp_socket(_local_host_for(server_address[0]), 0)
+    try:
+        connection = backend.client_connection(settings, server_address, anyio.current_time())
+    except BaseException:
+        sock.close()
+        raise
+    endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
+    endpoint.add_connection(connection)
+    return endpoint, connection
+
+
+async def open_sansio_server(
+    backend: SansIOBackend,
+    settings: QuicSettings,
+    host: str,
+    port: int,
+    *,
+    on_connection: Callable[[BackendConnection], None],
+    on_activity: ActivityCallback,
+    on_ended: EndedCallback,
+) -> Endpoint:
+    """A UDP socket bound to ``host:port`` and an endpoint that demultiplexes its connections."""
+    sock = await open_udp_socket(host, port)
+    endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
+    endpoint.set_demux(backend.server_demux(settings, on_connection))
+    return endpoint
