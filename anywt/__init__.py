@@ -16,7 +16,7 @@ __path__ = extend_path(__path__, __name__)
 
 from .attributes import WebTransportAttribute
 from .certs import DevCertificate, certificate_sha256, generate_dev_certificate
-from .client import Connect, connect
+from .client import Client, Connect, connect
 from .config import ClientConfig, FlowControl, Limits, ServerConfig
 from .connection import Connection
 from .diagnostics import ConnectionDiagnostics, SessionDiagnostics, SessionStats
@@ -55,6 +55,7 @@ __all__ = [
     "BackendUnavailable",
     "BidirectionalStream",
     "CertificateError",
+    "Client",
     "ClientConfig",
     "CloseInfo",
     "ConfigurationError",

@@ -33,16 +33,20 @@ from .backends.base import BackendError, Driver, QuicSettings, get_backend
 from .config import ClientConfig
 from .connection import Connection
 from .core.engine import WebTransportEngine
+from .core.errors import H3ErrorCode
+from .core.errors import SessionLimitReached as EngineSessionLimitReached
 from .exceptions import (
     BackendUnavailable,
     CertificateError,
     ConnectError,
     HandshakeTimeout,
     InvalidURL,
+    SessionLimitReached,
+    SessionRejected,
 )
 from .session import Session
 
-__all__ = ["connect", "Connect", "parse_url"]
+__all__ = ["connect", "Client", "Connect", "parse_url"]
 
 logger = logging.getLogger("anywt.client")
 
@@ -95,17 +99,16 @@ async def _resolve(host: str, port: int) -> tuple[str, int]:
     return (str(address[0]), int(address[1]))
 
 
-class _ClientRun:
-    """Everything one client connection needs: socket, endpoint, engine, session."""
+class _Link:
+    """One client QUIC connection: its driver, engine and ``Connection``."""
 
-    def __init__(self, url: str, config: ClientConfig) -> None:
-        self.url = parse_url(url)
+    def __init__(self, url: ParsedURL, config: ClientConfig) -> None:
+        self.url = url
         self.config = config
         self.driver: Driver | None = None
         self.connection: Connection | None = None
-        self.session: Session | None = None
 
-    async def open(self) -> None:
+    async def open(self, *, max_sessions: int) -> Connection:
         config = self.config
         url = self.url
         try:
@@ -143,12 +146,10 @@ class _ClientRun:
             settings, remote, on_activity=on_activity, on_ended=on_ended
         )
         self.driver = driver
-        now = anyio.current_time()
         engine = WebTransportEngine(
-            quic, is_client=True, config=config.engine_config(max_sessions=1)
+            quic, is_client=True, config=config.engine_config(max_sessions=max_sessions)
         )
         quic.engine = engine
-
         connection = Connection(
             quic,
             driver,
@@ -159,8 +160,17 @@ class _ClientRun:
             remote_address=remote,
         )
         self.connection = connection
-        engine.initialize(now)
-        session_id = engine.connect(
+        engine.initialize(anyio.current_time())
+        driver.request_transmit(quic)
+        return connection
+
+    def start_session(self, url: ParsedURL) -> Session:
+        """Send a CONNECT for ``url`` on this connection (it waits for SETTINGS if needed)."""
+        connection = self.connection
+        assert connection is not None
+        config = self.config
+        session_id = connection._engine_call(
+            connection.engine.connect,
             authority=url.authority,
             path=url.path,
             origin=config.origin,
@@ -178,20 +188,19 @@ class _ClientRun:
             protocols=config.protocols,
         )
         connection.add_session(session)
-        self.session = session
-        driver.request_transmit(quic)
+        return session
 
-    async def wait_ready(self) -> Session:
-        session = self.session
+    async def wait_ready(self, session: Session) -> Session:
         connection = self.connection
-        assert session is not None and connection is not None
+        assert connection is not None
         timeout = self.config.connect_timeout
+        authority = self.url.authority
         try:
             with anyio.fail_after(timeout):
                 await session._ready.wait()
         except TimeoutError:
             raise HandshakeTimeout(
-                f"no WebTransport session with {self.url.authority} within {timeout:g} s"
+                f"no WebTransport session with {authority} within {timeout:g} s"
             ) from None
         if session._rejected is not None:
             raise session._rejected
@@ -199,68 +208,84 @@ class _ClientRun:
             reason = connection.close_reason or "the connection closed before the session opened"
             code = connection.close_error_code
             if "certificate" in reason.lower() or code == 0x12A:
-                raise CertificateError(
-                    f"TLS with {self.url.authority} failed: {reason}", error_code=code
-                )
-            raise ConnectError(
-                f"cannot open a session with {self.url.authority}: {reason}", error_code=code
-            )
+                raise CertificateError(f"TLS with {authority} failed: {reason}", error_code=code)
+            if session.close_info is not None and session.close_info.error_code in (
+                H3ErrorCode.H3_REQUEST_REJECTED,
+                H3ErrorCode.H3_REQUEST_CANCELLED,
+            ):
+                raise SessionLimitReached(f"{authority} refused another session on this connection")
+            raise ConnectError(f"cannot open a session with {authority}: {reason}", error_code=code)
         return session
 
-    async def shutdown(self) -> None:
-        """Close the session and connection gracefully, then stop the endpoint."""
-        session = self.session
+    def usable_for_another_session(self) -> bool:
+        """Open, flow control negotiated (several sessions allowed), no GOAWAY."""
         connection = self.connection
-        endpoint = self.driver
-        if endpoint is None:
+        if connection is None or connection.is_closed or connection.goaway_received:
+            return False
+        engine = connection.engine
+        return engine.settings_received and engine.flow_control
+
+    async def shutdown(self, session: Session | None = None) -> None:
+        """Close ``session`` (if given), the connection gracefully, then stop the driver."""
+        connection = self.connection
+        driver = self.driver
+        if driver is None:
             return
         with anyio.CancelScope(shield=True):
-            if session is not None and connection is not None and not connection.is_closed:
+            if connection is not None and not connection.is_closed:
                 try:
-                    await session.close(close_connection=True)
+                    if session is not None:
+                        await session.close(close_connection=True)
+                    else:
+                        for open_session in connection.sessions:
+                            if not open_session.is_closed:
+                                await open_session.close(close_connection=False)
+                        await connection.close()
                 except Exception:
-                    logger.debug("closing the session failed", exc_info=True)
-            endpoint.close()
+                    logger.debug("closing the connection failed", exc_info=True)
+            driver.close()
             with anyio.move_on_after(self.config.close_timeout):
-                await endpoint.closed.wait()
-            if not endpoint.closed.is_set():
-                endpoint.abort()
+                await driver.closed.wait()
+            if not driver.closed.is_set():
+                driver.abort()
 
 
 class Connect:
     """What ``connect()`` returns: await it, or use it as an async context manager."""
 
     def __init__(self, url: str, config: ClientConfig) -> None:
-        self._run = _ClientRun(url, config)
+        self._link = _Link(parse_url(url), config)
+        self._session: Session | None = None
         self._task_group: TaskGroup | None = None
 
     def __await__(self) -> Generator[Any, None, Session]:
         return self._open_detached().__await__()
 
     async def _open_detached(self) -> Session:
-        run = self._run
-        await run.open()
-        endpoint = run.driver
-        assert endpoint is not None
-        spawn_detached(endpoint.run, name=f"anywt client {run.url.authority}")
+        link = self._link
+        await link.open(max_sessions=1)
+        driver = link.driver
+        assert driver is not None
+        spawn_detached(driver.run, name=f"anywt client {link.url.authority}")
         try:
-            return await run.wait_ready()
+            return await link.wait_ready(link.start_session(link.url))
         except BaseException:
-            await run.shutdown()
+            await link.shutdown()
             raise
 
     async def __aenter__(self) -> Session:
-        run = self._run
+        link = self._link
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group = task_group
         try:
-            await run.open()
-            assert run.driver is not None
-            await task_group.start(run.driver.run)
-            return await run.wait_ready()
+            await link.open(max_sessions=1)
+            assert link.driver is not None
+            await task_group.start(link.driver.run)
+            self._session = await link.wait_ready(link.start_session(link.url))
+            return self._session
         except BaseException as exc:
-            await run.shutdown()
+            await link.shutdown()
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -274,11 +299,116 @@ class Connect:
         task_group = self._task_group
         assert task_group is not None
         try:
-            await self._run.shutdown()
+            await self._link.shutdown(self._session)
         finally:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(exc_type, exc, tb)
         return None
+
+
+class Client:
+    """Opens sessions, sharing QUIC connections between them where the server allows.
+
+    ::
+
+        async with anywt.Client(server_certificate_hashes=[digest]) as client:
+            first = await client.connect("https://127.0.0.1:4433/a")
+            second = await client.connect("https://127.0.0.1:4433/b")  # same connection
+
+    Sessions to the same host and port share a connection once it has
+    negotiated session flow control (drafts 13+; then the server may carry
+    several sessions per connection); otherwise, or when the server refuses
+    another session, each gets a connection of its own.  The connections'
+    tasks live in the client's block; leaving it closes everything.
+    """
+
+    def __init__(self, *, config: ClientConfig | None = None, **options: Any) -> None:
+        if config is None:
+            config = ClientConfig.from_kwargs(**options)
+        elif options:
+            raise TypeError("pass either config= or keyword options, not both")
+        self.config = config
+        self._links: dict[tuple[str, int], list[_Link]] = {}
+        self._task_group: TaskGroup | None = None
+        self._closed = False
+
+    @property
+    def connections(self) -> list[Connection]:
+        """The live QUIC connections of this client."""
+        return [
+            link.connection
+            for links in self._links.values()
+            for link in links
+            if link.connection is not None and not link.connection.is_closed
+        ]
+
+    async def __aenter__(self) -> Client:
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        task_group = self._task_group
+        assert task_group is not None
+        try:
+            await self.aclose()
+        finally:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(exc_type, exc, tb)
+        return None
+
+    async def connect(self, url: str) -> Session:
+        """A new session to ``url``, on a shared connection when one can carry it."""
+        if self._task_group is None or self._closed:
+            raise RuntimeError("use the Client as `async with anywt.Client(...) as client`")
+        parsed = parse_url(url)
+        key = (parsed.host, parsed.port)
+        links = self._links.setdefault(key, [])
+        links[:] = [
+            link for link in links if link.connection is not None and not link.connection.is_closed
+        ]
+        for link in links:
+            if not link.usable_for_another_session():
+                continue
+            try:
+                session = link.start_session(parsed)
+            except (SessionLimitReached, EngineSessionLimitReached):
+                continue
+            try:
+                return await link.wait_ready(session)
+            except SessionLimitReached:
+                continue
+            except SessionRejected as exc:
+                if exc.status != 429:
+                    raise
+        link = _Link(parsed, self.config)
+        try:
+            connection = await link.open(max_sessions=self.config.max_sessions_per_connection)
+            assert link.driver is not None
+            await self._task_group.start(link.driver.run)
+            connection.close_when_unused = False
+            links.append(link)
+            return await link.wait_ready(link.start_session(parsed))
+        except BaseException:
+            await link.shutdown()
+            raise
+
+    async def aclose(self) -> None:
+        """Close every session and connection of this client."""
+        if self._closed:
+            return
+        self._closed = True
+        async with anyio.create_task_group() as closing:
+            for links in self._links.values():
+                for link in links:
+                    closing.start_soon(link.shutdown)
+        self._links.clear()
 
 
 def connect(

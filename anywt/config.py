@@ -158,10 +158,13 @@ class ClientConfig(_CommonConfig):
     protocols: tuple[str, ...] = ()
     #: Extra request headers (lower-case names).
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    #: Sessions an ``anywt.Client`` puts on one connection (when flow control allows).
+    max_sessions_per_connection: int = 100
 
     def __post_init__(self) -> None:
         self._validate_common()
         _check_positive("connect_timeout", self.connect_timeout, allow_none=False)
+        _check_count("max_sessions_per_connection", self.max_sessions_per_connection, 1)
         hashes = []
         for entry in self.server_certificate_hashes:
             value: object = entry

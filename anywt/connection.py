@@ -75,6 +75,8 @@ class Connection:
         self.created_at = time.time()
         #: Since when the connection carries no session (the server's janitor reads it).
         self.idle_since = math.inf
+        #: A client closes its connection with its last session (a ``Client`` pool keeps it).
+        self.close_when_unused = True
         self.last_activity = self.created_at
         self._handlers: dict[type, Callable[[Any], None]] = {
             ev.StreamDataReceived: self._on_stream_data,

@@ -352,7 +352,11 @@ class Session:
             self._state = SessionState.CLOSING
             connection._engine_call(connection.engine.close_session, self._session_id, code, reason)
         if close_connection is None:
-            close_connection = self._is_client and not connection.has_live_sessions()
+            close_connection = (
+                self._is_client
+                and connection.close_when_unused
+                and not connection.has_live_sessions()
+            )
         if close_connection:
             await connection.close(wait_for=self._session_id)
 
