@@ -218,12 +218,14 @@ class _Link:
         return session
 
     def usable_for_another_session(self) -> bool:
-        """Open, flow control negotiated (several sessions allowed), no GOAWAY."""
+        """Open, no GOAWAY, and room: flow control allows several sessions, else none is open."""
         connection = self.connection
         if connection is None or connection.is_closed or connection.goaway_received:
             return False
         engine = connection.engine
-        return engine.settings_received and engine.flow_control
+        if not engine.settings_received:
+            return False
+        return engine.flow_control or not connection.has_live_sessions()
 
     async def shutdown(self, session: Session | None = None) -> None:
         """Close ``session`` (if given), the connection gracefully, then stop the driver."""
