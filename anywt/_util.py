@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import sniffio
+from anyio.abc import TaskStatus
 
-__all__ = ["Signal", "spawn_detached"]
+__all__ = ["Signal", "run_shielded", "spawn_detached"]
 
 logger = logging.getLogger("anywt")
 
@@ -34,6 +35,22 @@ class Signal:
 
     async def wait(self) -> None:
         await self._event.wait()
+
+
+class _Runnable(Protocol):
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None: ...
+
+
+async def run_shielded(
+    driver: _Runnable, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a driver that cancellation cannot stop: its owner stops it (close or abort).
+
+    A graceful shutdown after cancellation still needs the driver to send the
+    close capsules and see the connections end.
+    """
+    with anyio.CancelScope(shield=True):
+        await driver.run(task_status=task_status)
 
 
 _detached: set[Any] = set()

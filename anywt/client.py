@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskGroup
 
-from ._util import spawn_detached
+from ._util import run_shielded, spawn_detached
 from .backends.base import BackendError, Driver, QuicSettings, get_backend
 from .config import ClientConfig
 from .connection import Connection
@@ -234,6 +234,14 @@ class _Link:
         if driver is None:
             return
         with anyio.CancelScope(shield=True):
+            if (
+                connection is not None
+                and not connection.is_closed
+                and not connection.handshake_done
+            ):
+                # Nobody answered: there is no one to close gracefully with.
+                driver.abort()
+                return
             if connection is not None and not connection.is_closed:
                 try:
                     if session is not None:
@@ -283,13 +291,14 @@ class Connect:
         try:
             await link.open(max_sessions=1)
             assert link.driver is not None
-            await task_group.start(link.driver.run)
+            await task_group.start(run_shielded, link.driver)
             self._session = await link.wait_ready(link.start_session(link.url))
             return self._session
-        except BaseException as exc:
+        except BaseException:
             await link.shutdown()
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            # Raise the error itself, not an ExceptionGroup of the hidden task group.
+            await task_group.__aexit__(None, None, None)
             raise
 
     async def __aexit__(
@@ -304,7 +313,7 @@ class Connect:
             await self._link.shutdown(self._session)
         finally:
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(exc_type, exc, tb)
+            await task_group.__aexit__(None, None, None)
         return None
 
 
@@ -362,7 +371,7 @@ class Client:
             await self.aclose()
         finally:
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(exc_type, exc, tb)
+            await task_group.__aexit__(None, None, None)
         return None
 
     async def connect(self, url: str) -> Session:
@@ -393,7 +402,7 @@ class Client:
         try:
             connection = await link.open(max_sessions=self.config.max_sessions_per_connection)
             assert link.driver is not None
-            await self._task_group.start(link.driver.run)
+            await self._task_group.start(run_shielded, link.driver)
             connection.close_when_unused = False
             links.append(link)
             return await link.wait_ready(link.start_session(parsed))

@@ -20,12 +20,14 @@ from anyio.abc import SocketAttribute
 
 from ._util import Signal
 from .attributes import WebTransportAttribute
+from .backends.base import BackendError
 from .config import Limits
 from .core import events as ev
 from .core.engine import WebTransportEngine
 from .core.errors import EngineClosed, H3ErrorCode
 from .diagnostics import ConnectionDiagnostics
 from .events import SessionEventType
+from .exceptions import KeyUpdateUnavailable
 from .session import CloseInfo, Session
 
 if TYPE_CHECKING:
@@ -145,6 +147,11 @@ class Connection:
     @property
     def close_reason(self) -> str:
         return self._close_reason
+
+    @property
+    def handshake_done(self) -> bool:
+        """The QUIC handshake completed (and the certificate was accepted)."""
+        return self._quic.handshake_done
 
     @property
     def goaway_received(self) -> bool:
@@ -344,7 +351,10 @@ class Connection:
 
     def request_key_update(self) -> None:
         """Start a QUIC key update (fresh traffic keys), counted in ``diagnostics()``."""
-        self._quic.request_key_update()
+        try:
+            self._quic.request_key_update()
+        except BackendError as exc:
+            raise KeyUpdateUnavailable(str(exc)) from exc
         self._endpoint.request_transmit(self._quic)
 
     @property

@@ -30,6 +30,7 @@ __all__ = [
     "StreamError",
     "StreamReset",
     "StreamStopped",
+    "KeyUpdateUnavailable",
     "DatagramError",
     "DatagramTooLarge",
     "DatagramsUnavailable",
@@ -164,6 +165,10 @@ class StreamReset(StreamError):
 
 class StreamStopped(StreamError):
     """The peer asked us to stop sending (STOP_SENDING)."""
+
+
+class KeyUpdateUnavailable(WebTransportError, RuntimeError):
+    """The QUIC stack cannot start a key update now (handshake unconfirmed, or one in progress)."""
 
 
 class DatagramError(WebTransportError):

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
+from ._util import run_shielded
 from .backends.base import BackendConnection, BackendError, Driver, QuicSettings, get_backend
 from .certs import DevCertificate, certificate_sha256, generate_dev_certificate
 from .config import ServerConfig
@@ -110,6 +111,8 @@ class Server:
         self._sessions: set[Session] = set()
         self._closing = False
         self._closed = anyio.Event()
+        self._handler_scopes: set[anyio.CancelScope] = set()
+        self._janitor_scope: anyio.CancelScope | None = None
         self._started = False
         self.sessions_accepted = 0
         self.sessions_rejected = 0
@@ -172,7 +175,9 @@ class Server:
         finally:
             if task_group is not None:
                 task_group.cancel_scope.cancel()
-                await task_group.__aexit__(exc_type, exc, tb)
+                # The exception leaving the block is the caller's: the task
+                # group must not wrap it into an ExceptionGroup.
+                await task_group.__aexit__(None, None, None)
         return None
 
     async def _start(self) -> None:
@@ -219,11 +224,12 @@ class Server:
         await task_group.__aenter__()
         self._task_group = task_group
         try:
-            await task_group.start(endpoint.run)
+            await task_group.start(run_shielded, endpoint)
             task_group.start_soon(self._janitor)
-        except BaseException as exc:
+        except BaseException:
+            endpoint.abort()
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            await task_group.__aexit__(None, None, None)
             raise
         logger.info("anywt server listening on %s (%s)", self.url(), backend.name)
 
@@ -250,6 +256,11 @@ class Server:
             with anyio.move_on_after(close_timeout):
                 while self._sessions:
                     await anyio.sleep(0.01)
+            # Handlers still running after the grace period are cancelled.
+            for scope in list(self._handler_scopes):
+                scope.cancel()
+            if self._janitor_scope is not None:
+                self._janitor_scope.cancel()
             async with anyio.create_task_group() as closing:
                 for connection in list(self._connections.values()):
                     closing.start_soon(connection.close)
@@ -261,9 +272,10 @@ class Server:
                 if not endpoint.closed.is_set():
                     endpoint.abort()
         finally:
+            endpoint = self._endpoint
+            if endpoint is not None and not endpoint.closed.is_set():
+                endpoint.abort()
             self._closed.set()
-            if self._task_group is not None:
-                self._task_group.cancel_scope.cancel()
 
     # ------------------------------------------------------------------
     # Connections
@@ -307,6 +319,11 @@ class Server:
 
     async def _janitor(self) -> None:
         """Close connections that carry no session for longer than the handshake timeout."""
+        with anyio.CancelScope() as scope:
+            self._janitor_scope = scope
+            await self._janitor_loop()
+
+    async def _janitor_loop(self) -> None:
         timeout = self.config.handshake_timeout
         while not self._closing:
             await anyio.sleep(min(1.0, timeout / 2))
@@ -403,11 +420,15 @@ class Server:
             return
         self.sessions_accepted += 1
         self._sessions.add(session)
+        scope = anyio.CancelScope()
+        self._handler_scopes.add(scope)
         try:
-            await handler(session)
+            with scope:
+                await handler(session)
         except Exception:
             logger.exception("session handler for %s failed", request.path)
         finally:
+            self._handler_scopes.discard(scope)
             self._sessions.discard(session)
             if not session.is_closed and not connection.is_closed:
                 with anyio.CancelScope(shield=True):

@@ -563,8 +563,10 @@ class Session:
             bytes_sent = bytes_received = 0
         del sent, received
         quic = connection.quic_stats()
-        packets_sent = quic.get("packets_sent")
-        packets_received = quic.get("packets_received")
+        # QUIC packets where the stack counts them, else the UDP datagrams
+        # carrying them (a datagram may coalesce several packets).
+        packets_sent = quic.get("packets_sent") or quic.get("datagrams_sent")
+        packets_received = quic.get("packets_received") or quic.get("datagrams_received")
         return SessionStats(
             session_id=self._session_id,
             created_at=self._created_wall,
