@@ -34,8 +34,11 @@ cdef class WebTransportEngine(_h3.H3Connection):
     cdef _send_capsule(self, _records.SessionRecord session, bytes capsule, bint end_stream=*)
     cdef _dispatch_stream_data(self, _records.StreamRecord record, object data, bint end_stream)
     cdef _attach(self, _records.StreamRecord record, _records.SessionRecord session)
-    @cython.locals(session=_records.SessionRecord, credit=_flow.ReceiveCredit, size=Py_ssize_t)
+    @cython.locals(session=_records.SessionRecord, size=Py_ssize_t)
     cdef _deliver(self, _records.StreamRecord record, object data, bint end_stream)
+    @cython.locals(credit=_flow.ReceiveCredit)
+    cdef bint _account_received(self, _records.StreamRecord record, _records.SessionRecord session,
+                                Py_ssize_t size) except -1
     cdef _discard(self, _records.StreamRecord record, _records.SessionRecord session, object data,
                   bint end_stream)
     cdef _buffer_stream(self, _records.StreamRecord record, bytes rest, bint end_stream)

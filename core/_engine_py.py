@@ -938,16 +938,8 @@ class WebTransportEngine(_h3.H3Connection):
             return
         size = len(data)
         if size:
-            if session.flow:
-                credit = session.recv_data
-                assert credit is not None
-                try:
-                    credit.on_receive(size)
-                except ProtocolError:
-                    self._abort_session(session, WTErrorCode.WT_FLOW_CONTROL_ERROR, False)
-                    return
-            record.received += size
-            session.data_received += size
+            if not self._account_received(record, session, size):
+                return
             session.last_activity = self._now
         # tuple.__new__ builds the event without the Python-level __new__ (hot path).
         self._events.append(
@@ -956,6 +948,22 @@ class WebTransportEngine(_h3.H3Connection):
         if end_stream:
             record.recv_open = False
             self._maybe_forget(record)
+
+    def _account_received(
+        self, record: _records.StreamRecord, session: _records.SessionRecord, size: int
+    ) -> bool:
+        """Count stream body bytes against session credit; False when the peer overran it."""
+        if session.flow:
+            credit = session.recv_data
+            assert credit is not None
+            try:
+                credit.on_receive(size)
+            except ProtocolError:
+                self._abort_session(session, WTErrorCode.WT_FLOW_CONTROL_ERROR, False)
+                return False
+        record.received += size
+        session.data_received += size
+        return True
 
     def _discard(
         self,
@@ -967,19 +975,10 @@ class WebTransportEngine(_h3.H3Connection):
         """Data on a stream we stopped: counted and consumed at once, never delivered."""
         size = len(data)
         if size:
+            if not self._account_received(record, session, size):
+                return
             if session.flow:
-                credit = session.recv_data
-                assert credit is not None
-                try:
-                    credit.on_receive(size)
-                except ProtocolError:
-                    self._abort_session(session, WTErrorCode.WT_FLOW_CONTROL_ERROR, False)
-                    return
-                record.received += size
-                session.data_received += size
                 self.consume_data(session.session_id, size)
-            else:
-                record.received += size
         if end_stream:
             record.recv_open = False
             self._maybe_forget(record)
