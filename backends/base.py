@@ -268,6 +268,7 @@ class SansIOBackend(Backend, Protocol):
 BACKENDS: dict[str, str] = {
     "aioquic": "anywt.backends.aioquic",
     "qh3": "anywt.backends.qh3",
+    "memory": "anywt.backends.memory",
 }
 
 
