@@ -21,13 +21,16 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 
 async def test_echo_over_memory_backend() -> None:
     with anyio.fail_after(20):
-        async with anywt.Server(
-            {"/echo": echo_handler}, host="127.0.0.1", port=0, backend="memory"
-        ) as server, anywt.connect(
-            server.url("/echo"),
-            backend="memory",
-            server_certificate_hashes=[server.certificate_sha256],
-        ) as session:
+        async with (
+            anywt.Server(
+                {"/echo": echo_handler}, host="127.0.0.1", port=0, backend="memory"
+            ) as server,
+            anywt.connect(
+                server.url("/echo"),
+                backend="memory",
+                server_certificate_hashes=[server.certificate_sha256],
+            ) as session,
+        ):
             assert session.connection.backend == "memory"
             stream = await session.create_bidirectional_stream()
             await stream.write(b"over memory", end_stream=True)
@@ -54,13 +57,16 @@ async def test_bulk_transfer_survives_a_lossy_reordering_network(
     monkeypatch.setattr(anywt.backends.memory, "backend", lambda: backend)
     payload = bytes(range(256)) * 2048  # 512 KiB
     with anyio.fail_after(60):
-        async with anywt.Server(
-            {"/echo": echo_handler}, host="127.0.0.1", port=0, backend="memory"
-        ) as server, anywt.connect(
-            server.url("/echo"),
-            backend="memory",
-            server_certificate_hashes=[server.certificate_sha256],
-        ) as session:
+        async with (
+            anywt.Server(
+                {"/echo": echo_handler}, host="127.0.0.1", port=0, backend="memory"
+            ) as server,
+            anywt.connect(
+                server.url("/echo"),
+                backend="memory",
+                server_certificate_hashes=[server.certificate_sha256],
+            ) as session,
+        ):
             stream = await session.create_bidirectional_stream()
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(stream.write, payload, True)
