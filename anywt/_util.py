@@ -22,18 +22,22 @@ class Signal:
     current waiters and arms a fresh event for the next ones.
     """
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_awaited")
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        self._awaited = False
 
     def fire(self) -> None:
-        event = self._event
-        if not event.is_set():
-            event.set()
+        # A fresh event only when someone waited on this one: a datagram or a
+        # chunk that arrives while its reader is busy costs no allocation.
+        if self._awaited:
+            self._awaited = False
+            self._event.set()
             self._event = anyio.Event()
 
     async def wait(self) -> None:
+        self._awaited = True
         await self._event.wait()
 
 

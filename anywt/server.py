@@ -327,17 +327,23 @@ class Server:
         timeout = self.config.handshake_timeout
         while not self._closing:
             await anyio.sleep(min(1.0, timeout / 2))
-            now = anyio.current_time()
-            for connection in list(self._connections.values()):
-                if connection.has_live_sessions() or connection.is_closed:
-                    connection.idle_since = math.inf
-                    continue
-                since = connection.idle_since
-                if since == math.inf:
-                    connection.idle_since = now
-                elif now - since > timeout:
-                    logger.info("closing %r: no session for %.1f s", connection, timeout)
-                    _quietly(connection, connection.engine.close, H3ErrorCode.H3_NO_ERROR, "idle")
+            self._sweep_idle_connections(anyio.current_time(), timeout)
+
+    def _sweep_idle_connections(self, now: float, timeout: float) -> None:
+        """Close connections that have had no session for ``timeout`` seconds.
+
+        A method of its own so the loop keeps no connection alive between sweeps.
+        """
+        for connection in list(self._connections.values()):
+            if connection.has_live_sessions() or connection.is_closed:
+                connection.idle_since = math.inf
+                continue
+            since = connection.idle_since
+            if since == math.inf:
+                connection.idle_since = now
+            elif now - since > timeout:
+                logger.info("closing %r: no session for %.1f s", connection, timeout)
+                _quietly(connection, connection.engine.close, H3ErrorCode.H3_NO_ERROR, "idle")
 
     # ------------------------------------------------------------------
     # Sessions

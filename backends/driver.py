@@ -52,8 +52,7 @@ __all__ = [
 
 logger = logging.getLogger("anywt.backends.driver")
 
-#: Datagrams read per wake-up before yielding to other tasks (the socket is
-#: drained completely, in batches of this size).
+#: Datagrams read per turn of the endpoint's loop (the rest on the next turn).
 RECEIVE_BATCH = 256
 #: Datagrams held while the socket refuses to send; more are dropped (and counted).
 MAX_UNSENT = 4096
@@ -267,15 +266,10 @@ class Endpoint:
 
     async def _loop(self) -> None:
         sock = self.socket
-        stats = self.stats
         while True:
             if self._closing and not self._connections:
                 return
-            deadline = math.inf if not self._to_transmit else -math.inf
-            for connection in self._connections.values():
-                timer = connection.get_timer()
-                if timer is not None and timer < deadline:
-                    deadline = timer
+            deadline = self._next_deadline()
             if self._unsent:
                 await self._wait_writable_or(deadline)
             else:
@@ -283,64 +277,85 @@ class Endpoint:
                     self._scope = scope
                     await sock.wait_readable()
                 self._scope = None
-            stats.wakeups += 1
-            now = anyio.current_time()
-            touched: dict[int, SansIOConnection] = {}
-            # Drain every pending datagram, in batches.
-            while True:
-                batch = sock.receive_batch(RECEIVE_BATCH)
-                for data, address in batch:
-                    stats.datagrams_received += 1
-                    stats.bytes_received += len(data)
-                    try:
-                        target = self._route(data, address, now)
-                    except Exception:
-                        # A datagram the stack chokes on is dropped, never fatal.
-                        logger.debug("dropping a datagram from %s", address, exc_info=True)
-                        target = None
-                    if target is None:
-                        stats.datagrams_dropped += 1
-                    else:
-                        touched[id(target)] = target
-                if len(batch) < RECEIVE_BATCH:
-                    break
-                # A long burst: let other tasks run between batches.
-                await anyio.lowlevel.checkpoint()
-                now = anyio.current_time()
-            for key, connection in list(self._connections.items()):
-                timer = connection.get_timer()
-                if timer is not None and timer <= now:
-                    try:
-                        connection.handle_timer(now)
-                    except Exception:
-                        self._fail(connection, "handling a timer")
-                    touched[key] = connection
-            for key in self._to_transmit:
-                wanted = self._connections.get(key)
-                if wanted is not None:
-                    touched[key] = wanted
-            self._to_transmit.clear()
-            for connection in touched.values():
+            self._turn()
+
+    def _next_deadline(self) -> float:
+        """When the loop must wake up at the latest: the earliest timer, or now."""
+        if self._to_transmit:
+            return -math.inf
+        deadline = math.inf
+        for connection in self._connections.values():
+            timer = connection.get_timer()
+            if timer is not None and timer < deadline:
+                deadline = timer
+        return deadline
+
+    def _turn(self) -> None:
+        """One turn of the loop: read, fire timers, transmit, retire ended connections.
+
+        A method of its own so that nothing of a turn (an ended connection
+        above all) stays referenced by the loop's locals until the next wake-up.
+        """
+        sock = self.socket
+        stats = self.stats
+        stats.wakeups += 1
+        now = anyio.current_time()
+        touched: dict[int, SansIOConnection] = {}
+        # One batch per turn: under a sustained inbound flood, reading on
+        # until the socket is empty would starve our own ACKs, timers and
+        # closes.  What is left is read on the next turn, which does not wait.
+        for data, address in sock.receive_batch(RECEIVE_BATCH):
+            stats.datagrams_received += 1
+            stats.bytes_received += len(data)
+            try:
+                target = self._route(data, address, now)
+            except Exception:
+                # A datagram the stack chokes on is dropped, never fatal.
+                logger.debug("dropping a datagram from %s", address, exc_info=True)
+                target = None
+            if target is None:
+                stats.datagrams_dropped += 1
+            else:
+                touched[id(target)] = target
+        for key, connection in list(self._connections.items()):
+            timer = connection.get_timer()
+            if timer is not None and timer <= now:
                 try:
-                    connection.process_events(now)
-                    self._on_activity(connection, now)
+                    if key in self._to_transmit:
+                        # Send what was queued before a timer fires: a closing
+                        # qh3 connection ends on its next timer, and its
+                        # CONNECTION_CLOSE would never leave.
+                        self._transmit(connection, now)
+                    connection.handle_timer(now)
                 except Exception:
-                    self._fail(connection, "processing input")
-            if self._demux is not None:
-                for data, address in self._demux.stateless_datagrams():
-                    self._send(data, address)
-            for connection in touched.values():
-                try:
-                    self._transmit(connection, now)
-                except Exception:
-                    self._fail(connection, "transmitting")
-            for key, connection in list(self._connections.items()):
-                if connection.terminated:
-                    del self._connections[key]
-                    self.stats.connections_ended += 1
-                    if self._demux is not None:
-                        self._demux.connection_ended(connection)
-                    self._on_ended(connection)
+                    self._fail(connection, "handling a timer")
+                touched[key] = connection
+        for key in self._to_transmit:
+            wanted = self._connections.get(key)
+            if wanted is not None:
+                touched[key] = wanted
+        self._to_transmit.clear()
+        for connection in touched.values():
+            try:
+                connection.process_events(now)
+                self._on_activity(connection, now)
+            except Exception:
+                self._fail(connection, "processing input")
+        if self._demux is not None:
+            for data, address in self._demux.stateless_datagrams():
+                self._send(data, address)
+        for connection in touched.values():
+            try:
+                self._transmit(connection, now)
+            except Exception:
+                self._fail(connection, "transmitting")
+        for key, connection in list(self._connections.items()):
+            if connection.terminated:
+                del self._connections[key]
+                self.stats.connections_ended += 1
+                if self._demux is not None:
+                    self._demux.connection_ended(connection)
+                self._on_ended(connection)
 
     def _fail(self, connection: SansIOConnection, where: str) -> None:
         """A bug while handling one connection closes that connection, not the endpoint."""

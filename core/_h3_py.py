@@ -575,6 +575,8 @@ class H3Connection:
                 record.pending_frames = []
                 record.held_size = 0
                 record.held_fin = False
+                if record.kind != _constants.KIND_REQUEST:
+                    continue  # answered with a bare status: what it queued is ignored
                 if frames or fin:
                     self._process_request_frames(record, frames, fin)
             except ProtocolError as exc:
@@ -666,6 +668,21 @@ class H3Connection:
     def _on_headers(
         self, record: _records.StreamRecord, headers: list[tuple[bytes, bytes]]
     ) -> None:
+        # SETTINGS_MAX_FIELD_SECTION_SIZE bounds the *decoded* section (RFC 9114
+        # section 4.2.2): a small QPACK block naming a large dynamic-table entry
+        # many times must not reach the application or the session record.
+        size = 0
+        for name, value in headers:
+            size += len(name) + len(value) + 32
+        if size > self._config.max_field_section_size:
+            if self._is_client:
+                raise MessageError(
+                    f"response header section of {size} bytes exceeds "
+                    f"{self._config.max_field_section_size}"
+                )
+            if record.session is None:
+                self._answer_and_forget(record, 431)
+            return
         if self._is_client:
             self._on_response(record, headers)
             return
