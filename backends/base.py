@@ -269,6 +269,7 @@ BACKENDS: dict[str, str] = {
     "aioquic": "anywt.backends.aioquic",
     "qh3": "anywt.backends.qh3",
     "memory": "anywt.backends.memory",
+    "aiopquic": "anywt.backends.aiopquic",
 }
 
 

@@ -1,7 +1,8 @@
 """Fixtures of the API tests: every async test runs under asyncio and under trio.
 
-The behaviour tests also take ``quic_backend`` (aioquic, qh3), so each runs in
-every cell of {asyncio, trio} x {aioquic, qh3}; a few add uvloop through
+The behaviour tests also take ``quic_backend`` (aioquic, qh3, and aiopquic on
+CPython >= 3.12 with ``anywt[aiopquic]``, else that cell skips), so each runs in
+every cell of {asyncio, trio} x {aioquic, qh3, aiopquic}; a few add uvloop through
 ``wt_harness.WITH_UVLOOP``.  ``wt`` opens a bounded ``Lab`` of servers and
 clients on 127.0.0.1; ``echo`` is an echo server with one client session
 already connected.
@@ -14,7 +15,7 @@ from contextlib import AbstractAsyncContextManager
 
 import anyio
 import pytest
-from wt_harness import LIMIT, QUIC_BACKENDS, EchoPair, Lab, bounded_lab
+from wt_harness import LIMIT, QUIC_BACKEND_PARAMS, EchoPair, Lab, bounded_lab
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -23,7 +24,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(params=QUIC_BACKENDS)
+@pytest.fixture(params=QUIC_BACKEND_PARAMS)
 def quic_backend(request: pytest.FixtureRequest) -> str:
     """The QUIC stack under test."""
     return str(request.param)

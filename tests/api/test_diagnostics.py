@@ -184,6 +184,10 @@ async def test_session_stats_count_packets_both_ways(echo: EchoPair) -> None:
         assert await echo_bidi(echo.session, b"packets") == b"packets"
     stats = echo.session.statistics()
     assert stats.packets_sent is not None and stats.packets_sent > 0
+    if echo.backend == "aiopquic":
+        # picoquic counts the packets it sends, not those it receives.
+        assert stats.packets_received is None
+        return
     assert stats.packets_received is not None and stats.packets_received > 0
 
 

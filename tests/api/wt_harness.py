@@ -10,6 +10,8 @@ opened in (trio checks).  Fixtures that start things before the test body
 from __future__ import annotations
 
 import hashlib
+import importlib
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,7 +30,37 @@ LIMIT = 15.0
 #: The QUIC stacks of the matrix.
 QUIC_BACKENDS = ("aioquic", "qh3")
 #: Bytes a "large" transfer moves per stack: aioquic manages ~5 MB/s here, qh3 much more.
-LARGE = {"aioquic": 2 * 1024 * 1024, "qh3": 16 * 1024 * 1024}
+LARGE = {"aioquic": 2 * 1024 * 1024, "qh3": 16 * 1024 * 1024, "aiopquic": 16 * 1024 * 1024}
+#: Why the native backend's cells skip where it cannot run.
+AIOPQUIC_SKIP = "needs CPython >= 3.12 and `pip install anywt[aiopquic]`"
+
+
+def aiopquic_available() -> bool:
+    """The aiopquic backend imports here (CPython >= 3.12 with ``anywt[aiopquic]``)."""
+    if sys.version_info < (3, 12):
+        return False
+    try:
+        importlib.import_module("anywt.backends.aiopquic")
+    except ImportError:
+        return False
+    return True
+
+
+#: The matrix's backend parameters: the sans-IO stacks, and aiopquic on the
+#: interpreters it exists for (CPython >= 3.12; CI covers it in its 3.12 stage).
+QUIC_BACKEND_PARAMS = [
+    *QUIC_BACKENDS,
+    *(
+        [
+            pytest.param(
+                "aiopquic",
+                marks=pytest.mark.skipif(not aiopquic_available(), reason=AIOPQUIC_SKIP),
+            )
+        ]
+        if sys.version_info >= (3, 12)
+        else []
+    ),
+]
 
 #: For the few tests that also run on uvloop: asyncio, asyncio+uvloop, trio.
 WITH_UVLOOP = pytest.mark.parametrize(
