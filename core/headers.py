@@ -89,8 +89,12 @@ def parse_request_untrusted(
         elif name == b"sec-webtransport-http3-draft02":
             draft02 = True
     method = pseudo.get(b":method")
-    if method is None:
-        raise MessageError("request without :method")
+    if not method:
+        # A method is a token (RFC 9110 section 9.1): never empty.
+        raise MessageError("request without :method" if method is None else "empty :method")
+    if pseudo.get(b":path") == b"":
+        # RFC 9114 section 4.3.1: :path must not be empty for http and https URIs.
+        raise MessageError("empty :path")
     protocol = pseudo.get(b":protocol")
     if method == b"CONNECT":
         if protocol is not None:

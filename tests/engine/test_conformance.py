@@ -1905,6 +1905,23 @@ def test_plain_requests_answered_not_sessions(engine_module):
     assert wire.transport.closed is None
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [(b"", "/wt"), (b"CONNECT", ""), (b"GET", "")],
+    ids=["method", "path", "get"],
+)
+def test_empty_method_or_path_is_a_malformed_request(engine_module, method, path):
+    """An empty :method (not a token) or an empty :path (RFC 9114 section 4.3.1) is malformed:
+    that request stream is reset with H3_MESSAGE_ERROR; the connection lives on."""
+    wire = Wire(engine_module, is_client=False).start()
+    bad = wire.request(method=method, path=path)
+    assert H3_MESSAGE_ERROR in wire.transport.reset_codes(bad)
+    assert not wire.of_type(SessionRequested)
+    assert wire.transport.closed is None
+    good = wire.request()
+    assert [e.session_id for e in wire.of_type(SessionRequested)] == [good]
+
+
 def test_session_limit_with_flow_control(engine_module):
     wire = Wire(engine_module, is_client=False, config=EngineConfig(max_sessions=2)).start()
     first = wire.request(path="/1")
