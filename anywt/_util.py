@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import sniffio
 from anyio.abc import TaskStatus
 
@@ -19,26 +20,61 @@ class Signal:
     """Wakes every task waiting for "something changed"; waiters re-check their condition.
 
     Unlike ``anyio.Event`` it can fire many times: ``fire()`` releases the
-    current waiters and arms a fresh event for the next ones.
+    current waiters; the next waiter arms a fresh event.
     """
 
-    __slots__ = ("_event", "_awaited")
+    __slots__ = ("_event",)
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
-        self._awaited = False
+        # Created by the first waiter: an idle session keeps no event per signal,
+        # and a chunk or datagram that arrives while its reader is busy costs nothing.
+        self._event: anyio.Event | None = None
 
     def fire(self) -> None:
-        # A fresh event only when someone waited on this one: a datagram or a
-        # chunk that arrives while its reader is busy costs no allocation.
-        if self._awaited:
-            self._awaited = False
-            self._event.set()
-            self._event = anyio.Event()
+        event = self._event
+        if event is not None:
+            self._event = None
+            event.set()
 
     async def wait(self) -> None:
-        self._awaited = True
-        await self._event.wait()
+        event = self._event
+        if event is None:
+            event = self._event = anyio.Event()
+        await event.wait()
+
+
+class Latch:
+    """A one-shot event, like ``anyio.Event``, whose event object exists only while waited on.
+
+    A server holds a few of these per idle session and connection; most are
+    never awaited.
+    """
+
+    __slots__ = ("_done", "_event")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._event: anyio.Event | None = None
+
+    def set(self) -> None:
+        if not self._done:
+            self._done = True
+            event = self._event
+            if event is not None:
+                self._event = None
+                event.set()
+
+    def is_set(self) -> bool:
+        return self._done
+
+    async def wait(self) -> None:
+        if self._done:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = self._event
+        if event is None:
+            event = self._event = anyio.Event()
+        await event.wait()
 
 
 class _Runnable(Protocol):

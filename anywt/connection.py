@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import SocketAttribute
 
-from ._util import Signal
+from ._util import Latch, Signal
 from .attributes import WebTransportAttribute
 from .backends.base import BackendError
 from .config import Limits
@@ -67,9 +67,9 @@ class Connection:
         self._on_request = on_request
         self._sessions: dict[int, Session] = {}
         self._progress = Signal()
-        self._settings = anyio.Event()
-        self._handshake = anyio.Event()
-        self._terminated = anyio.Event()
+        self._settings = Latch()
+        self._handshake = Latch()
+        self._terminated = Latch()
         self._close_error_code: int | None = None
         self._close_reason = ""
         self._closed_by_peer = False

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import UnreliableObjectStream
 
-from ._util import Signal
+from ._util import Latch, Signal
 from .attributes import WebTransportAttribute
 from .core import errors as core_errors
 from .core.session_state import SessionStateError
@@ -171,8 +171,8 @@ class Session:
         self._protocols = protocols
         self._protocol: str | None = None
         self._state = SessionState.CONNECTING
-        self._ready = anyio.Event()
-        self._closed = anyio.Event()
+        self._ready = Latch()
+        self._closed = Latch()
         self._close_info: CloseInfo | None = None
         self._rejected: SessionRejected | None = None
         self._streams: dict[int, Stream] = {}

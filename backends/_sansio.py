@@ -341,15 +341,16 @@ class StackConnection:
             events.ConnectionIdRetired: self._on_cid_retired,
         }
         hold = self._hold
-        self._early_handlers = dict(self._live_handlers)
+        # Until the handshake is accepted, data events wait; this table goes then.
+        early = dict(self._live_handlers)
         for cls in (
             events.StreamDataReceived,
             events.StreamReset,
             events.StopSendingReceived,
             events.DatagramFrameReceived,
         ):
-            self._early_handlers[cls] = hold
-        self._handlers = self._early_handlers
+            early[cls] = hold
+        self._handlers = early
         stack.attach(self, settings)
 
     def __repr__(self) -> str:
