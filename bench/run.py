@@ -808,7 +808,7 @@ def update_readme(markdown: str, chart: str | None) -> None:
         "anywt next to raw QUIC on the same stack and to the other Python WebTransport stacks,",
         "client and server in separate processes over 127.0.0.1 (`bench/run.py`; the",
         "programs are in `bench/e2e/`). Rerun with `python bench/run.py` (about",
-        "30 minutes; `--quick` checks that every stack works in a few seconds each,",
+        "20 minutes on 2 cores; `--quick` checks that every stack works in a few seconds each,",
         "`--update-readme` rewrites this section). The CPython 3.12 stacks (aiopquic,",
         "pywebtransport) run in a venv the runner builds under `~/.cache/anywt-bench`.",
         "",
