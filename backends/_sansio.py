@@ -313,6 +313,8 @@ class StackConnection:
         self._keylog = keylog
         self._engine_told = False
         self._pending_close: tuple[int, int | None, str] | None = None
+        #: A CONNECTION_CLOSE was queued in the stack (the driver sends it before timers).
+        self.closing = False
         # Writes on streams the stack refused to open yet (over the peer's MAX_STREAMS).
         self._blocked: dict[int, list[tuple[str, bytes, bool, int]]] = {}
         self._key_phase: int | None = None
@@ -446,6 +448,7 @@ class StackConnection:
         except Exception as exc:
             logger.debug("close ignored: %s", exc)
             return
+        self.closing = self.closing or applied
         if not applied and self._pending_close is None:
             # The stack has not started yet (a qh3 server before its first
             # datagram): close as soon as it has.
@@ -472,6 +475,7 @@ class StackConnection:
             code, frame_type, reason = self._pending_close
             if self.stack.close(self.quic, code, frame_type, reason):
                 self._pending_close = None
+                self.closing = True
         self.process_events(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:

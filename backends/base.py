@@ -147,6 +147,9 @@ class BackendConnection(Protocol):
 class SansIOConnection(BackendConnection, Protocol):
     """A backend connection the anyio driver feeds (aioquic, qh3)."""
 
+    #: A CONNECTION_CLOSE was queued (it may not have been sent yet).
+    closing: bool
+
     def receive_datagram(self, data: bytes, addr: Address, now: float) -> None: ...
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]: ...
     def get_timer(self) -> float | None: ...

@@ -321,10 +321,11 @@ class Endpoint:
             timer = connection.get_timer()
             if timer is not None and timer <= now:
                 try:
-                    if key in self._to_transmit:
-                        # Send what was queued before a timer fires: a closing
-                        # qh3 connection ends on its next timer, and its
-                        # CONNECTION_CLOSE would never leave.
+                    if connection.closing and key in self._to_transmit:
+                        # Send a queued close before the timer fires: a closing qh3
+                        # connection ends on its next timer, and its CONNECTION_CLOSE
+                        # would never leave.  (Only then: qh3 wants its loss timer
+                        # handled before it builds packets.)
                         self._transmit(connection, now)
                     connection.handle_timer(now)
                 except Exception:

@@ -8,6 +8,7 @@ on a clean path here; qh3 is Rust); ``ANYWT_LONG=1`` moves 100 MB per stack.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 
 import anyio
@@ -78,8 +79,55 @@ async def _download(session: anywt.Session, size: int, seed: int) -> None:
     )
 
 
+#: A qh3 2.1 failure seen in about one run in ten of the stream test, in two forms: its core's
+#: ``poll_transmit`` raises "reserved stream is missing" while building a packet (our driver
+#: then closes the connection with INTERNAL_ERROR, as for any stack failure), or its core
+#: closes the connection with INTERNAL_ERROR (0x1) by itself.
+QH3_RESERVED_STREAM = "reserved stream is missing"
+QUIC_INTERNAL_ERROR = 0x1
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _is_qh3_internal_failure(exc: BaseException, caplog: pytest.LogCaptureFixture) -> bool:
+    """The session was lost to qh3's INTERNAL_ERROR and to nothing of ours.
+
+    Every error the test saw is the QUIC connection closed with INTERNAL_ERROR, and the only
+    driver failure logged in this process (if any) is qh3's "reserved stream is missing".
+    """
+    leaves = _leaves(exc)
+    if not leaves or not all(
+        isinstance(leaf, anywt.WebTransportError) and leaf.error_code == QUIC_INTERNAL_ERROR
+        for leaf in leaves
+    ):
+        return False
+    for record in caplog.records:
+        if record.levelno >= logging.ERROR and record.name.startswith("anywt"):
+            raised = record.exc_info[1] if record.exc_info else None
+            if raised is None or QH3_RESERVED_STREAM not in str(raised):
+                return False
+    return True
+
+
 @pytest.mark.parametrize("quic_backend", QUIC_BACKENDS)
-async def test_streams_arrive_byte_exact_through_a_lossy_path(quic_backend: str) -> None:
+async def test_streams_arrive_byte_exact_through_a_lossy_path(
+    quic_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    try:
+        await _streams_through_a_lossy_path(quic_backend)
+    except BaseException as exc:
+        # Only that one stack failure is excused, and it is reported as such (xfail), never
+        # hidden: anything else that goes wrong fails the test.
+        if quic_backend == "qh3" and _is_qh3_internal_failure(exc, caplog):
+            pytest.xfail("qh3 2.1 lost the connection to its own INTERNAL_ERROR under loss")
+        raise
+
+
+async def _streams_through_a_lossy_path(quic_backend: str) -> None:
     total = TOTAL[quic_backend]
     per_stream = total // STREAMS
     with anyio.fail_after(LIMIT):
