@@ -36,9 +36,7 @@ AIOPQUIC_SKIP = "needs CPython >= 3.12 and `pip install anywt[aiopquic]`"
 
 
 def aiopquic_available() -> bool:
-    """The aiopquic backend imports here (CPython >= 3.12 with ``anywt[aiopquic]``)."""
-    if sys.version_info < (3, 12):
-        return False
+    """The aiopquic backend imports here (asked on CPython >= 3.12 only)."""
     try:
         importlib.import_module("anywt.backends.aiopquic")
     except ImportError:

@@ -14,7 +14,6 @@ import gc
 import hashlib
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,8 +24,6 @@ import anyio
 import pytest
 
 SKIP_REASON = "needs CPython >= 3.12 and `pip install anywt[aiopquic]`"
-if sys.version_info < (3, 12):
-    pytest.skip(SKIP_REASON, allow_module_level=True)
 pytest.importorskip("aiopquic", reason=SKIP_REASON)
 
 from backend_harness import (  # noqa: E402

@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 
 SKIP_REASON = "needs CPython >= 3.12 and `pip install anywt[aiopquic]`"
-if sys.version_info < (3, 12):
-    pytest.skip(SKIP_REASON, allow_module_level=True)
 pytest.importorskip("aiopquic", reason=SKIP_REASON)
 
 BROWSER = Path(__file__).resolve().parents[1] / "interop" / "browser"
