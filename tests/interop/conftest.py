@@ -10,10 +10,15 @@
   process groups and are killed in ``finally`` blocks (``tests/peers/procs.py``,
   ``browser/harness.py``).
 - 127.0.0.1 only.
+- Rows on the aiopquic backend (CPython >= 3.12 only) are not collected on
+  an older interpreter (``matrix.rows_for``); on 3.12 without
+  ``anywt[aiopquic]`` they skip like a missing peer: :func:`_aiopquic_installed`.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
 import signal
 import sys
@@ -31,6 +36,7 @@ for _path in (HERE, HERE / "browser", PEERS_DIR):
 
 import venvs  # noqa: E402
 from harness import find_chromium  # noqa: E402
+from matrix import Row  # noqa: E402
 
 import anywt  # noqa: E402
 
@@ -39,6 +45,7 @@ DEFAULT_TIMEOUT = 120.0
 
 INSTALL_CHROMIUM = "apt-get install chromium"
 INSTALL_PY312 = "pyenv install 3.12"
+INSTALL_AIOPQUIC = "pip install 'anywt[aiopquic]'"
 
 
 def interop_required() -> bool:
@@ -113,6 +120,34 @@ def chromium() -> str:
             "or point ANYWT_CHROMIUM at a binary)"
         )
     return binary
+
+
+@functools.cache
+def _aiopquic_import_error() -> str | None:
+    """Why anywt's aiopquic backend does not import here (None when it does)."""
+    try:
+        importlib.import_module("anywt.backends.aiopquic")
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _aiopquic_installed(request: pytest.FixtureRequest) -> None:
+    """A test running a matrix row on aiopquic skips (fails under ANYWT_REQUIRE_INTEROP) without it.
+
+    Only the row's own test (``Row.test``): ``test_matrix.py`` takes rows too,
+    and checks them without any backend.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    row = callspec.params.get("row") if callspec is not None else None
+    if not isinstance(row, Row) or "aiopquic" not in row.backends:
+        return
+    if row.test.partition("::")[2] != getattr(request.node, "originalname", None):
+        return
+    error = _aiopquic_import_error()
+    if error is not None:
+        pytest.skip(f"the aiopquic backend does not import ({error}): `{INSTALL_AIOPQUIC}`")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ aioquic 1.7's ``H3Connection(enable_webtransport=True)`` speaks draft-02: no
 session flow control, one session per connection.  The peer program never
 imports anywt; it logs what it saw as JSON lines, and anywt's side records
 its own view (``anywt_side.py``), so each feature is checked at both ends.
-Each row runs on both anywt backends.
+Each row runs on every anywt backend (aiopquic on CPython >= 3.12 only).
 """
 
 from __future__ import annotations

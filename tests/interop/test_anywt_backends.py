@@ -1,8 +1,10 @@
-"""anywt against anywt across QUIC stacks: aioquic client x qh3 server, qh3 client x aioquic server.
+"""anywt against anywt across QUIC stacks: every pair of two different backends.
 
-The two backends share anywt's protocol core but nothing below it, so this
-is a real QUIC interop test between aioquic and qh3 with anywt's
-WebTransport on top.  The client's scenarios run against the recording
+aioquic, qh3 and aiopquic (picoquic) share anywt's protocol core but nothing
+below it, so each pair is a real QUIC interop test between two stacks with
+anywt's WebTransport on top: the client's backend is the row's
+``anywt_backend``, the server's its ``peer_backend`` (pairs with aiopquic
+only on CPython >= 3.12).  The client's scenarios run against the recording
 server (``anywt_side.py``) and every feature is checked at both ends.
 """
 

@@ -3,7 +3,8 @@
 One browser launch per dialect runs every page step (``browser/page.js``):
 draft-02 (Chromium's default) and draft-07 (``EnableWebTransportDraft07``).
 The page reports what JS saw; anywt's server (in this process, on the aioquic
-backend: see the qh3 note in README's interop matrix) records what arrived,
+backend, and on aiopquic on CPython >= 3.12; not qh3: see the qh3 note in
+README's interop matrix) records what arrived,
 and both are checked.  The negotiated version comes from Chromium's net-log,
 and a failure prints the net-log's reason (JS only says "Opening handshake
 failed").

@@ -6,7 +6,8 @@ under ``~/.cache/anywt-peers``) as a separate process.  Both sides start with
 small initial credit (256 KiB of WT_MAX_DATA, 4 streams each way), so a
 1 MiB transfer and 10 streams each way only pass if WT_MAX_DATA and
 WT_MAX_STREAMS capsules flow; anywt's diagnostics and the peer's report both
-show the credit growing.  Each row runs on both anywt backends.
+show the credit growing.  Each row runs on every anywt backend (aiopquic
+on CPython >= 3.12 only).
 """
 
 from __future__ import annotations
