@@ -65,6 +65,7 @@ cdef class H3Connection:
     cdef _process_request_frames(self, _records.StreamRecord record, list frames, bint end_stream)
     cdef bint _decode_headers(self, _records.StreamRecord record, bytes payload) except -1
     cdef _on_headers(self, _records.StreamRecord record, list headers)
+    cdef _section_too_large(self, _records.StreamRecord record, object size)
     cdef _answer_and_forget(self, _records.StreamRecord record, int status)
 
     # Hooks the WebTransport engine implements.

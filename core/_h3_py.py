@@ -40,6 +40,7 @@ from .errors import (
     TruncatedVarint,
 )
 from .events import ConnectionTerminated, Dialect, Event, GoawayReceived, SettingsReceived
+from .qpack_bound import section_size_bound
 from .transport import Transport
 
 __all__ = ["H3Connection", "is_client_bidi"]
@@ -654,6 +655,15 @@ class H3Connection:
 
     def _decode_headers(self, record: _records.StreamRecord, payload: bytes) -> bool:
         """Decode and handle a header block; False when QPACK must wait (blocked)."""
+        config = self._config
+        capacity = config.qpack_max_table_capacity
+        bound = section_size_bound(payload, capacity)
+        if bound > config.max_field_section_size + 16 * capacity:
+            # It could decode to far more than we accept: refused before decoding.
+            # Blocks of real peers stay below this unless more than 16 of their
+            # fields come from the dynamic table.
+            self._section_too_large(record, bound)
+            return True
         try:
             decoder_data, headers = self._decoder.feed_header(record.stream_id, payload)
         except pylsqpack.StreamBlocked:
@@ -675,13 +685,7 @@ class H3Connection:
         for name, value in headers:
             size += len(name) + len(value) + 32
         if size > self._config.max_field_section_size:
-            if self._is_client:
-                raise MessageError(
-                    f"response header section of {size} bytes exceeds "
-                    f"{self._config.max_field_section_size}"
-                )
-            if record.session is None:
-                self._answer_and_forget(record, 431)
+            self._section_too_large(record, size)
             return
         if self._is_client:
             self._on_response(record, headers)
@@ -690,6 +694,16 @@ class H3Connection:
             # Trailers after a CONNECT: ignored.
             return
         self._on_request(record, headers)
+
+    def _section_too_large(self, record: _records.StreamRecord, size: int) -> None:
+        """A header section past SETTINGS_MAX_FIELD_SECTION_SIZE: 431, or a malformed response."""
+        if self._is_client:
+            raise MessageError(
+                f"response header section of {size} bytes exceeds "
+                f"{self._config.max_field_section_size}"
+            )
+        if record.session is None:
+            self._answer_and_forget(record, 431)
 
     def _answer_and_forget(self, record: _records.StreamRecord, status: int) -> None:
         """Answer a request that is not for us with a bare status and stop reading it."""

@@ -365,12 +365,19 @@ def test_decoded_header_section_over_the_field_section_size_is_refused(engine_mo
     )
 
 
-def test_oversized_decoded_request_gets_431_and_the_connection_lives(engine_module):
+@pytest.mark.parametrize(
+    "references",
+    [
+        20,  # ~80 KB decoded: within the pre-scan's margin, refused once decoded
+        40,  # ~160 KB: refused by the pre-scan, before decoding
+    ],
+)
+def test_oversized_decoded_request_gets_431_and_the_connection_lives(engine_module, references):
     """The refusal is a 431 on that request stream alone; the connection keeps working."""
     config = EngineConfig(grease=False, max_field_section_size=65536)
     wire = server(engine_module, config)
     stream = wire.peer_stream(uni=False)
-    wire.feed(stream, qpack_amplified_request(wire, stream, 40))  # ~160 KB decoded
+    wire.feed(stream, qpack_amplified_request(wire, stream, references))
     assert wire.sent_status(stream) == 431
     assert wire.transport.close_code is None
     assert not wire.of_type(SessionRequested)
@@ -385,12 +392,37 @@ def test_blocked_request_answered_with_a_status_ignores_what_it_queued(engine_mo
     wire = server(engine_module, config)
     stream = wire.peer_stream(uni=False)
     # The block references an entry the encoder stream has not inserted yet: QPACK blocks.
-    request = qpack_amplified_request(wire, stream, 40, insert=False)
+    # 20 references (~80 KB decoded) pass the pre-scan: the limit applies after decoding.
+    request = qpack_amplified_request(wire, stream, 20, insert=False)
     wire.feed(stream, request + data_frame(b"queued behind a blocked header block"))
     assert wire.transport.close_code is None
     wire.feed(wire.peer_encoder_id, qpack_large_entry())
     assert wire.sent_status(stream) == 431
     assert wire.transport.close_code is None
+
+
+@pytest.mark.parametrize("client", [False, True])
+def test_amplified_header_block_is_refused_before_decoding(engine_module, client):
+    """A 60 KB block naming a 4 KB table entry with every byte (240 MB if decoded) is
+    refused on its pre-scanned bound: nothing near that size is ever allocated."""
+    config = EngineConfig(grease=False, max_field_section_size=65536)
+    if client:
+        wire = Wire(engine_module, is_client=True, config=config).start(PEER_D16_FC)
+        session = wire.engine.connect(authority="example.com", path="/wt")
+        wire.feed(wire.peer_encoder_id, qpack_large_entry())
+        block = b"\x02\x00" + b"\xd9" + b"\x80" * 60000  # :status 200, then the entry
+        retained, peak = measure(lambda: wire.feed(session, frame(FRAME_HEADERS, block)))
+        assert_session_reset(wire, session, H3_MESSAGE_ERROR)
+    else:
+        wire = server(engine_module, config)
+        stream = wire.peer_stream(uni=False)
+        request = qpack_amplified_request(wire, stream, 60000)
+        retained, peak = measure(lambda: wire.feed(stream, request))
+        assert wire.sent_status(stream) == 431
+        assert not wire.of_type(SessionRequested)
+    assert wire.transport.close_code is None
+    assert peak < 1024 * 1024, f"peak {peak} bytes while refusing a 60 KB header block"
+    assert retained < 256 * 1024, f"{retained} bytes kept after refusing it"
 
 
 # ---------------------------------------------------------------------------
