@@ -54,10 +54,16 @@ class Limits:
     #: stream window we grant.  A peer that sends more (a stack that cannot tie
     #: credit to reading, with no session flow control) gets the stream stopped.
     stream_receive_buffer: int = 4 * 1024 * 1024
+    #: Received bytes all streams of a session keep together while the application
+    #: does not read (at least ``stream_receive_buffer``).  The stream whose data
+    #: goes past it is stopped, as for ``stream_receive_buffer``.
+    session_receive_buffer: int = 16 * 1024 * 1024
     #: Bytes a stream may have queued in QUIC before a writer waits.
     stream_send_buffer: int = 1024 * 1024
     #: Received datagrams kept per session; older ones are dropped (and counted).
     datagram_queue: int = 1024
+    #: ... and at most this many bytes of them (DATAGRAM capsules may be 64 KiB each).
+    datagram_queue_bytes: int = 2 * 1024 * 1024
     #: Incoming streams waiting to be accepted by the application, per session.
     incoming_streams: int = 256
     #: Largest HTTP header section accepted.

@@ -28,7 +28,7 @@ from .exceptions import (
     SessionClosedOK,
     SessionRejected,
 )
-from .streams import BidirectionalStream, ReceiveStream, SendStream, Stream
+from .streams import BidirectionalStream, ReceiveStream, SendStream, Stream, UnreadBytes
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -70,10 +70,12 @@ class DatagramChannel(UnreliableObjectStream[bytes]):
     oldest datagrams are dropped and counted in ``dropped``.
     """
 
-    def __init__(self, session: Session, limit: int) -> None:
+    def __init__(self, session: Session, limit: int, limit_bytes: int) -> None:
         self._session = session
         self._queue: deque[bytes] = deque()
         self._limit = limit
+        self._limit_bytes = limit_bytes
+        self._bytes = 0
         self._signal = Signal()
         #: Received datagrams dropped because the queue was full.
         self.dropped = 0
@@ -87,7 +89,13 @@ class DatagramChannel(UnreliableObjectStream[bytes]):
 
     @property
     def queued(self) -> int:
+        """Received datagrams waiting to be read."""
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Their payload bytes."""
+        return self._bytes
 
     async def send(self, item: bytes) -> None:
         """Send one datagram (unreliable: it may be lost)."""
@@ -106,27 +114,38 @@ class DatagramChannel(UnreliableObjectStream[bytes]):
         """The next datagram; waits for one."""
         while True:
             if self._queue:
-                return self._queue.popleft()
+                return self._pop()
             self._session._check_receive_possible()
             await self._signal.wait()
 
     def receive_nowait(self) -> bytes:
         """The next datagram, or ``anyio.WouldBlock``."""
         if self._queue:
-            return self._queue.popleft()
+            return self._pop()
         self._session._check_receive_possible()
         raise anyio.WouldBlock
 
     async def aclose(self) -> None:
         self._queue.clear()
+        self._bytes = 0
 
     def _feed(self, data: bytes) -> None:
         queue = self._queue
         if len(queue) >= self._limit:
-            queue.popleft()
+            self._bytes -= len(queue.popleft())
             self.dropped += 1
         queue.append(data)
+        self._bytes += len(data)
+        while self._bytes > self._limit_bytes:
+            # Also bounded in bytes: DATAGRAM capsules may be far larger than QUIC datagrams.
+            self._bytes -= len(queue.popleft())
+            self.dropped += 1
         self._signal.fire()
+
+    def _pop(self) -> bytes:
+        data = self._queue.popleft()
+        self._bytes -= len(data)
+        return data
 
     def _wake(self) -> None:
         self._signal.fire()
@@ -187,8 +206,11 @@ class Session:
             limits.stream_receive_buffer,
             flow.initial_max_data if flow.flow_control else 0,
         )
+        # ... and all its streams together as much as one of them may.
+        self._unread = UnreadBytes()
+        self._unread_limit = max(limits.session_receive_buffer, self._receive_limit)
         self._send_buffer = limits.stream_send_buffer
-        self.datagrams = DatagramChannel(self, limits.datagram_queue)
+        self.datagrams = DatagramChannel(self, limits.datagram_queue, limits.datagram_queue_bytes)
         self.events = EventEmitter(session_id)
         # Statistics the engine does not keep.
         self._created_wall = time.time()
@@ -756,12 +778,12 @@ class Session:
             return
         side.feed(data, end_stream)
         self._last_active = time.time()
-        if side.size > self._receive_limit:
-            # The peer ignores flow control (or the stack cannot enforce it).
+        if side.size > self._receive_limit or self._unread.total > self._unread_limit:
+            # The peer ignores flow control (or the stack cannot enforce it): the
+            # stream that went past the stream's or the session's bound is stopped.
             self._receive_errors += 1
             side.stopped = True
-            side.chunks.clear()
-            side.size = 0
+            side.discard()
             self._stop_stream(stream_id, 0)
             side.signal.fire()
         if end_stream:

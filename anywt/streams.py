@@ -38,10 +38,20 @@ __all__ = ["ReceiveStream", "SendStream", "BidirectionalStream", "Stream"]
 _WRITE_CHUNK = 256 * 1024
 
 
+class UnreadBytes:
+    """Received stream bytes the application has not read yet, over a whole session."""
+
+    __slots__ = ("total",)
+
+    def __init__(self) -> None:
+        self.total = 0
+
+
 class _ReceiveSide:
     """The receiving half: a bounded buffer the engine fills and the application drains."""
 
     __slots__ = (
+        "unread",
         "chunks",
         "size",
         "eof",
@@ -55,7 +65,9 @@ class _ReceiveSide:
         "_reading",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, unread: UnreadBytes) -> None:
+        #: The session's total, kept in step with ``size``.
+        self.unread = unread
         self.chunks: deque[bytes] = deque()
         self.size = 0
         self.eof = False
@@ -75,6 +87,7 @@ class _ReceiveSide:
         if data:
             self.chunks.append(data)
             self.size += len(data)
+            self.unread.total += len(data)
             self.received += len(data)
         if end_stream:
             self.eof = True
@@ -100,8 +113,22 @@ class _ReceiveSide:
                 total += len(nxt)
             first = b"".join(parts)
         self.size -= len(first)
+        self.unread.total -= len(first)
         self.consumed += len(first)
         return first
+
+    def give_back(self, data: bytes) -> None:
+        """Put bytes read too far back in front (they count as unread again)."""
+        self.chunks.appendleft(data)
+        self.size += len(data)
+        self.unread.total += len(data)
+        self.consumed -= len(data)
+
+    def discard(self) -> None:
+        """Drop everything buffered (the stream was stopped)."""
+        self.chunks.clear()
+        self.unread.total -= self.size
+        self.size = 0
 
 
 class _StreamBase:
@@ -229,9 +256,7 @@ class _Reading(_StreamBase):
                 end = index + len(separator)
                 if end < len(buffer):
                     # Hand back what was read past the separator.
-                    side.chunks.appendleft(bytes(buffer[end:]))
-                    side.size += len(buffer) - end
-                    side.consumed -= len(buffer) - end
+                    side.give_back(bytes(buffer[end:]))
                 return bytes(buffer[:end])
             if len(buffer) > limit:
                 raise anyio.DelimiterNotFound(limit)
@@ -251,8 +276,7 @@ class _Reading(_StreamBase):
             side.stopped = True
             return
         side.stopped = True
-        side.chunks.clear()
-        side.size = 0
+        side.discard()
         side.signal.fire()
         self._session._stop_stream(self._stream_id, code)
 
@@ -359,7 +383,7 @@ class ReceiveStream(_Reading, ByteReceiveStream):
 
     def __init__(self, session: Session, stream_id: int) -> None:
         super().__init__(session, stream_id)
-        self._recv = _ReceiveSide()
+        self._recv = _ReceiveSide(session._unread)
 
     async def aclose(self) -> None:
         """Stop reading (STOP_SENDING with code 0) unless the stream already ended."""
@@ -384,7 +408,7 @@ class BidirectionalStream(_Reading, _Writing, ByteStream):
 
     def __init__(self, session: Session, stream_id: int) -> None:
         _StreamBase.__init__(self, session, stream_id)
-        self._recv = _ReceiveSide()
+        self._recv = _ReceiveSide(session._unread)
         self._send_side = _SendSide()
 
     async def aclose(self) -> None:

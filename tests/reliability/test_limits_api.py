@@ -9,6 +9,8 @@ asyncio and trio; where the QUIC stack changes how a limit is enforced
 
 from __future__ import annotations
 
+import contextlib
+
 import anyio
 import pytest
 from rel_harness import (
@@ -169,6 +171,31 @@ async def test_datagram_queue_is_bounded_and_drops_are_counted(quic_backend: str
             assert newest == sorted(newest)
 
 
+@pytest.mark.parametrize("quic_backend", ["qh3"])
+async def test_datagram_queue_is_bounded_in_bytes(quic_backend: str) -> None:
+    limits = anywt.Limits(datagram_queue=1000, datagram_queue_bytes=8000)
+    with anyio.fail_after(LIMIT):
+        async with (
+            serving(hold, backend=quic_backend, limits=limits) as served,
+            connect(served, backend=quic_backend) as session,
+        ):
+            await wait_until(lambda: served.sessions, 5)
+            for index in range(300):
+                session.send_datagram_nowait(b"%05d" % index + b"." * 95)
+                if index % 50 == 49:
+                    await anyio.sleep(0.01)
+            remote = served.sessions[0]
+            await wait_until(lambda: remote.statistics().datagrams_received >= 200, 5)
+            await anyio.sleep(0.2)
+            received = remote.statistics().datagrams_received
+            assert remote.datagrams.queued == 80
+            assert remote.datagrams.queued_bytes == 8000
+            assert remote.datagrams.dropped == received - 80
+            newest = [remote.datagrams.receive_nowait() for _ in range(80)]
+            assert newest == sorted(newest)
+            assert remote.datagrams.queued_bytes == 0
+
+
 # ---------------------------------------------------------------------------
 # Stream receive buffers: Limits.stream_receive_buffer, bounded by what is unread
 
@@ -219,6 +246,66 @@ async def test_unread_stream_data_is_bounded(quic_backend: str) -> None:
     assert outcome in ("blocked", "stopped"), f"{outcome}: a 16 MiB write went through"
     assert most <= buffer + 64 * 1024, f"the server held {most} unread bytes (limit {buffer})"
     assert sent < 16 * MiB
+
+
+@pytest.mark.parametrize("quic_backend", QUIC_BACKENDS)
+async def test_unread_data_of_a_session_is_bounded(quic_backend: str) -> None:
+    """All streams of a session together hold at most ``session_receive_buffer`` unread.
+
+    Eight streams of 192 KiB each stay within their own 256 KiB buffer, but
+    not within the session's 512 KiB: the streams that go past it are stopped
+    and the others keep their data.
+    """
+    stream_buffer = 256 * 1024
+    session_buffer = 512 * 1024
+    limits = anywt.Limits(
+        stream_receive_buffer=stream_buffer, session_receive_buffer=session_buffer
+    )
+    flow = anywt.FlowControl(enabled=False)
+    server_sessions: list[anywt.Session] = []
+
+    async def never_read(session: anywt.Session) -> None:
+        server_sessions.append(session)
+        async for _ in session.incoming_streams():
+            pass
+
+    most = 0
+    with anyio.fail_after(LIMIT):
+        async with (
+            serving(never_read, backend=quic_backend, limits=limits, flow_control=flow) as served,
+            connect(served, backend=quic_backend) as session,
+        ):
+
+            async def watch() -> None:
+                nonlocal most
+                while True:
+                    for remote in server_sessions:
+                        most = max(most, remote._unread.total)
+                    await anyio.sleep(0.005)
+
+            async def upload() -> None:
+                stream = await session.create_unidirectional_stream()
+                with contextlib.suppress(anywt.StreamStopped):
+                    await stream.write(b"u" * (192 * 1024))
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(watch)
+                async with anyio.create_task_group() as uploads:
+                    for _ in range(8):
+                        uploads.start_soon(upload)
+                # The writes end in the send buffers; wait for the data to arrive.
+                await wait_until(lambda: server_sessions, 5)
+                remote = server_sessions[0]
+                await wait_until(lambda: remote.statistics().receive_errors >= 1, 5)
+                await anyio.sleep(0.5)
+                tasks.cancel_scope.cancel()
+            unread = remote._unread.total
+            buffered = sum(s._recv.size for s in remote._streams.values() if hasattr(s, "_recv"))
+            errors = remote.statistics().receive_errors
+    assert most <= session_buffer + 64 * 1024, f"the session held {most} unread bytes"
+    assert unread == buffered, (unread, buffered)
+    assert errors >= 1, f"no stream was stopped ({most}, {unread})"
+    assert unread >= 192 * 1024, "the streams within the bound lost their data"
 
 
 @pytest.mark.parametrize("quic_backend", ["qh3"])
