@@ -92,7 +92,7 @@ def _instrument(atheris: object) -> None:
     fresh = [
         name for name in sys.modules if name.startswith("anywt.core._") and name.endswith("_py")
     ]
-    for name in [*fresh, "anywt.core.headers"]:
+    for name in [*fresh, "anywt.core.headers", "anywt.core.qpack_bound"]:
         sys.modules.pop(name, None)
     with atheris.instrument_imports(include=["anywt.core"]):  # type: ignore[attr-defined]
         import anywt.core._capsule_py  # noqa: PLC0415
@@ -100,7 +100,8 @@ def _instrument(atheris: object) -> None:
         import anywt.core._flow_py  # noqa: PLC0415
         import anywt.core._frames_py  # noqa: PLC0415
         import anywt.core._varint_py  # noqa: PLC0415
-        import anywt.core.headers  # noqa: F401, PLC0415
+        import anywt.core.headers  # noqa: PLC0415
+        import anywt.core.qpack_bound  # noqa: F401, PLC0415
 
 
 def main() -> int:

@@ -38,6 +38,7 @@ MAX_LEN = {
     "capsule": 512,
     "frames": 512,
     "headers": 512,
+    "qpack": 512,
     "preamble": 256,
     "datagram": 256,
     "engine": 1024,

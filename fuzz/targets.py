@@ -42,6 +42,7 @@ from wire import (
 
 from anywt.core import errors, events, headers
 from anywt.core.config import EngineConfig
+from anywt.core.qpack_bound import section_size_bound
 
 __all__ = ["TARGETS", "Data", "implementations"]
 
@@ -502,6 +503,46 @@ def fuzz_headers(data: bytes) -> None:
             parse(decoded)
 
 
+def fuzz_qpack(data: bytes) -> None:
+    """The pre-scan bound of a header block is never below what pylsqpack decodes it to.
+
+    The block is raw bytes after a raw encoder stream, or a real encoding of a
+    header list (the second time it is sent, so that it names dynamic-table
+    entries), maybe with bytes changed.
+    """
+    d = Data(data)
+    capacity = d.pick((0, 256, 4096))
+    decoder = pylsqpack.Decoder(capacity, 16)
+    mode = d.byte() % 3
+    if mode == 0:
+        with contextlib.suppress(pylsqpack.EncoderStreamError):
+            decoder.feed_encoder(d.take(d.byte() % 160))
+        block = d.rest()
+    else:
+        header_list = _header_list(d) or [(b":status", b"200")]
+        encoder = pylsqpack.Encoder()
+        encoder.apply_settings(max_table_capacity=capacity, blocked_streams=16)
+        try:
+            first, _ = encoder.encode(0, header_list)
+            second, encoded = encoder.encode(4, header_list)
+        except Exception:  # the encoder refused the list: not ours to test
+            return
+        with contextlib.suppress(pylsqpack.EncoderStreamError):
+            decoder.feed_encoder(first + second)
+        changed = bytearray(encoded)
+        while mode == 2 and d.left >= 2 and changed:
+            changed[d.byte() % len(changed)] = d.byte()
+        block = bytes(changed)
+    bound = section_size_bound(block, capacity)
+    assert 0 <= bound <= len(block) * max(capacity, 128), (bound, len(block))
+    try:
+        _, decoded = decoder.feed_header(4, block)
+    except (pylsqpack.DecompressionFailed, pylsqpack.StreamBlocked):
+        return
+    size = sum(len(name) + len(value) + 32 for name, value in decoded)
+    assert size <= bound, (size, bound, block)
+
+
 # ---------------------------------------------------------------------------
 # The engine
 
@@ -783,6 +824,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "settings": fuzz_settings,
     "frames": fuzz_frames,
     "headers": fuzz_headers,
+    "qpack": fuzz_qpack,
     "preamble": fuzz_preamble,
     "datagram": fuzz_datagram,
     "engine": fuzz_engine,

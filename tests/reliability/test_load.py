@@ -138,7 +138,9 @@ async def _one_round(served: Any, quic_backend: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("quic_backend", QUIC_BACKENDS)
-async def test_many_sessions_echo_exactly_and_memory_returns(quic_backend: str) -> None:
+async def test_many_sessions_echo_exactly_and_memory_returns(
+    quic_backend: str, anyio_backend_name: str
+) -> None:
     """Every byte of every stream comes back (SHA-256); afterwards no task, session,
     connection or stream object is left, and memory does not grow from one round to the next.
 
@@ -178,7 +180,7 @@ async def test_many_sessions_echo_exactly_and_memory_returns(quic_backend: str) 
     first, second = rounds[1], rounds[2]
     growth = second["after"] - first["after"]
     record_figure(
-        f"load-{quic_backend}",
+        f"load-{quic_backend}-{anyio_backend_name}",
         {
             "sessions": SESSIONS,
             "streams_per_session": STREAMS,
