@@ -300,6 +300,11 @@ class SessionHandler:
                         break
                     await stream.write_all(data=chunk)
                     self.counters["bytes_echoed"] += len(chunk)
+                # The credit with the whole echo written, before the FIN: a
+                # client may close the session as soon as it reads the FIN,
+                # and the snapshot below is then cancelled with the session's
+                # tasks (the report would keep the session_ready snapshot).
+                await self.snapshot()
                 await stream.write(data=b"", end_stream=True)
         except Exception as exc:
             self._stream_error(stream.stream_id, "bidi", exc)
