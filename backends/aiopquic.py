@@ -43,6 +43,13 @@ What the adapter adds, or cannot do (README's backend table says the same):
   (picoquic binds the wildcard address of the family: a server asked for
   127.0.0.1 listens on every IPv4 address); congestion control names other
   than picoquic's ("reno" means picoquic's newreno).
+* **SETTINGS before requests.**  picoquic holds 1-RTT stream data until
+  the handshake is confirmed and writes the lowest stream id first, so a
+  client's first CONNECT would share a packet with its SETTINGS, ahead of
+  them (pywebtransport 0.21's server then leaves flow control off for that
+  session); bidirectional streams' bytes wait until the first bytes of the
+  HTTP/3 control and QPACK streams are in packets (``_requests_wait``), as
+  the other backends send them.
 * **Order of resets.**  picoquic writes RESET_STREAM and STOP_SENDING
   ahead of stream data in a packet, so a session's close capsule would
   arrive after the resets of its streams that follow it; a reset or
@@ -155,6 +162,12 @@ START_TIMEOUT = 2.0
 ORDER_WAIT = 0.005
 #: CRYPTO_ERROR base: a TLS alert ``n`` closes a QUIC connection with 0x100 + n.
 CRYPTO_ERROR = 0x100
+#: First byte of HTTP/3's control (0x00), QPACK encoder (0x02) and decoder
+#: (0x03) streams (a WebTransport stream starts 0x40 0x54): their first bytes
+#: go out before any bidirectional stream's (see ``_requests_wait``).
+_CRITICAL_STREAM_TYPES = (b"\x00", b"\x02", b"\x03")
+#: The engine opens those three as its first unidirectional streams.
+_CRITICAL_STREAMS = 3
 
 #: anywt's congestion control names -> picoquic's.
 _CONGESTION_CONTROL = {
@@ -381,6 +394,10 @@ class PquicConnection:
         self._commands: deque[tuple[str, int, int, dict[int, int], float]] = deque()
         # Per stream: bytes handed to its ring in total, and when last.
         self._pushed: dict[int, tuple[int, float]] = {}
+        # HTTP/3 control and QPACK streams seen, and the bytes of their first
+        # writes until picoquic has put them in packets (``_requests_wait``).
+        self._critical: set[int] = set()
+        self._critical_unsent: dict[int, int] = {}
         self._datagrams: deque[bytes] = deque()
         self._held: list[Any] = []
         # Events converted by aiopquic and not yet handed to the engine.
@@ -427,12 +444,49 @@ class PquicConnection:
         if not self._created:
             self._early.append(("data", stream_id, data, end_stream, 0))
             return
+        if stream_id & 2:
+            if stream_id >> 2 < _CRITICAL_STREAMS:
+                self._note_critical(stream_id, data)
+        elif self._critical_unsent and self._requests_wait():
+            self._enqueue(stream_id, memoryview(data), end_stream)
+            return
         if stream_id in self._queues:
             self._enqueue(stream_id, memoryview(data), end_stream)
             return
         taken, complete = self._push(stream_id, data, end_stream)
         if not complete:
             self._enqueue(stream_id, memoryview(data)[taken:], end_stream)
+
+    def _note_critical(self, stream_id: int, data: bytes) -> None:
+        """Note the first write of HTTP/3's control and QPACK streams (``_requests_wait``)."""
+        local = (stream_id & 1) == (0 if self.is_client else 1)
+        if local and stream_id not in self._critical and data[:1] in _CRITICAL_STREAM_TYPES:
+            self._critical.add(stream_id)
+            self._critical_unsent[stream_id] = len(data)
+
+    def _requests_wait(self) -> bool:
+        """Whether bidirectional streams' bytes wait for the control and QPACK streams' first.
+
+        picoquic holds 1-RTT stream data until the handshake is confirmed,
+        so a client's SETTINGS (written at once) and its first CONNECT
+        (written when the server's SETTINGS come, with HANDSHAKE_DONE) would
+        leave in one packet, the CONNECT first (picoquic writes the lowest
+        stream id first).  The draft asks a server to wait for the client's
+        SETTINGS, but pywebtransport 0.21 decides the session's flow control
+        on a CONNECT that comes with them, even after them in one packet,
+        and then never grants credit.  The other backends send the SETTINGS
+        in a packet of their own, at the handshake's end; here the request
+        waits (about a millisecond, for the driver's next flush) until
+        picoquic has put the SETTINGS in a packet.  Once they are, nothing
+        waits again on this connection.
+        """
+        quic = self.quic
+        assert quic is not None
+        for stream_id, size in self._critical_unsent.items():
+            if quic.tx_sent_bytes(stream_id) < size:
+                return True
+        self._critical_unsent.clear()
+        return False
 
     def _push(self, stream_id: int, data: bytes | memoryview, end_stream: bool) -> tuple[int, bool]:
         """Hand what the stream's ring takes now: (bytes taken, whether all and the FIN were)."""
@@ -759,7 +813,10 @@ class PquicConnection:
                 break
             self._commands.popleft()
             moved = True
+        requests_wait = bool(self._critical_unsent) and self._requests_wait()
         for stream_id in list(self._queues):
+            if requests_wait and not stream_id & 2:
+                continue
             if self._flush_stream(stream_id):
                 moved = True
         while self._datagrams:
