@@ -64,7 +64,7 @@ async def one_session(
             "/echo",
             backend=backend,
             connect_timeout=120,
-            idle_timeout=120,
+            idle_timeout=LIMIT,  # sessions wait their turn to echo without traffic
             close_timeout=60,  # the QUIC closing period (3 PTO) grows with the load
         )
         session = await opening.__aenter__()
@@ -165,7 +165,7 @@ async def test_many_sessions_echo_exactly_and_memory_returns(
             backend=quic_backend,
             max_connections=SESSIONS + 16,
             max_sessions=SESSIONS + 16,
-            idle_timeout=120,
+            idle_timeout=LIMIT,  # sessions wait their turn to echo without traffic
             handshake_timeout=120,  # 1,000 handshakes share one process's CPU
         ) as served:
             # Warm up once (imports, TLS and QPACK caches), outside the accounting.
