@@ -788,6 +788,8 @@ class Session:
             side.signal.fire()
         if end_stream:
             self._stream_done(stream_id)
+        if side.eof or side.stopped:
+            self._forget_if_finished(stream)
 
     def _on_stream_reset(self, stream_id: int, code: int | None) -> None:
         stream = self._streams.get(stream_id)
@@ -799,6 +801,7 @@ class Session:
         side.signal.fire()
         self._stream_errors += 1
         self._stream_done(stream_id)
+        self._forget_if_finished(stream)
 
     def _on_stream_stopped(self, stream_id: int, code: int | None) -> None:
         stream = self._streams.get(stream_id)
@@ -809,9 +812,30 @@ class Session:
         side.stopped_code = code
         self._credit.fire()
         self._stream_errors += 1
+        self._forget_if_finished(stream)
 
     def _stream_done(self, stream_id: int) -> None:
         self._streams_closed += 1
+
+    def _forget_if_finished(self, stream: Stream) -> None:
+        """Stop routing events to a stream whose every direction has ended.
+
+        The application may still hold the object and read what is buffered;
+        the session keeps no reference, so a long-lived session does not grow
+        with the number of streams it has seen.
+        """
+        if not isinstance(stream, SendStream):
+            recv = stream._recv
+            if not (recv.eof or recv.reset or recv.stopped):
+                return
+        if not isinstance(stream, ReceiveStream):
+            send = stream._send_side
+            if not (send.closed or send.reset or send.stopped):
+                return
+        stream_id = stream.stream_id
+        if self._streams.get(stream_id) is stream:
+            del self._streams[stream_id]
+        self._blocked.discard(stream_id)
 
     def _on_datagram(self, data: bytes) -> None:
         self.datagrams._feed(data)

@@ -273,12 +273,16 @@ class _Reading(_StreamBase):
         """Tell the peer to stop sending (STOP_SENDING with an application code)."""
         side = self._recv
         if side.stopped or side.eof or side.reset:
+            # Nothing to tell the peer; what is buffered can no longer be read.
             side.stopped = True
+            side.discard()
+            self._session._forget_if_finished(self)  # type: ignore[arg-type]
             return
         side.stopped = True
         side.discard()
         side.signal.fire()
         self._session._stop_stream(self._stream_id, code)
+        self._session._forget_if_finished(self)  # type: ignore[arg-type]
 
     @property
     def bytes_received(self) -> int:
@@ -330,6 +334,7 @@ class _Writing(_StreamBase):
                 side.sent += taken
                 if fin and taken == len(chunk):
                     side.closed = True
+                    session._forget_if_finished(self)  # type: ignore[arg-type]
                     break
                 if taken < len(chunk):
                     # Session flow control: wait for WT_MAX_DATA.
@@ -359,6 +364,7 @@ class _Writing(_StreamBase):
             return
         side.reset = True
         self._session._reset_stream(self._stream_id, code)
+        self._session._forget_if_finished(self)  # type: ignore[arg-type]
 
     def _check_writable(self) -> None:
         side = self._send_side

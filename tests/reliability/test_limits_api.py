@@ -308,6 +308,40 @@ async def test_unread_data_of_a_session_is_bounded(quic_backend: str) -> None:
     assert unread >= 192 * 1024, "the streams within the bound lost their data"
 
 
+@pytest.mark.parametrize("quic_backend", QUIC_BACKENDS)
+async def test_finished_streams_are_forgotten(quic_backend: str) -> None:
+    """A long-lived session keeps nothing of the streams that ended, whichever way they
+    ended (FIN both ways, reset, STOP_SENDING, unidirectional), on either side."""
+    with anyio.fail_after(LIMIT):
+        async with (
+            serving(echo, backend=quic_backend) as served,
+            connect(served, backend=quic_backend) as session,
+        ):
+            for round_ in range(4):
+                async with anyio.create_task_group() as tasks:
+                    for n in range(50):
+
+                        async def one(n: int = n) -> None:
+                            stream = await session.create_bidirectional_stream()
+                            await stream.write(b"%d" % n, end_stream=True)
+                            assert await stream.read_all() == b"%d" % n
+
+                        tasks.start_soon(one)
+                # Streams that end otherwise: reset, stopped, unidirectional.
+                stream = await session.create_bidirectional_stream()
+                await stream.write(b"x")
+                await stream.reset(7)
+                await stream.stop_receiving(8)
+                uni = await session.create_unidirectional_stream()
+                await uni.write(b"u" * round_, end_stream=True)
+            remote = served.sessions[0]
+            await wait_until(lambda: len(remote._streams) <= 2, 5)
+            await wait_until(lambda: len(session._streams) <= 2, 5)
+            assert remote.statistics().streams_created >= 200
+            local, far = len(session._streams), len(remote._streams)
+    assert local <= 2 and far <= 2, (local, far)
+
+
 @pytest.mark.parametrize("quic_backend", ["qh3"])
 async def test_session_credit_is_granted_and_obeyed_both_ways(quic_backend: str) -> None:
     """Session flow control between two anywt endpoints: a writer stops at the peer's
