@@ -392,8 +392,9 @@ class PquicConnection:
         # RESET_STREAM / STOP_SENDING not handed over yet: (kind, stream id,
         # code, {other stream: bytes it must have sent first}, deadline).
         self._commands: deque[tuple[str, int, int, dict[int, int], float]] = deque()
-        # Per stream: bytes handed to its ring in total, and when last.
-        self._pushed: dict[int, tuple[int, float]] = {}
+        # Per stream: bytes handed to its ring in total, when last, and whether
+        # the FIN went with them (nothing more will come: ``_forget_pushed``).
+        self._pushed: dict[int, tuple[int, float, bool]] = {}
         # HTTP/3 control and QPACK streams seen, and the bytes of their first
         # writes until picoquic has put them in packets (``_requests_wait``).
         self._critical: set[int] = set()
@@ -507,10 +508,11 @@ class PquicConnection:
             # The command ring is full (or the room estimate was off): retry later.
             self.ring_refusals += 1
             return 0, False
-        if taken:
-            total = self._pushed.get(stream_id, (0, 0.0))[0] + taken
-            self._pushed[stream_id] = (total, time.monotonic())
-        return taken, taken == size
+        complete = taken == size
+        if taken or (end_stream and complete and stream_id in self._pushed):
+            total = self._pushed.get(stream_id, (0, 0.0, False))[0] + taken
+            self._pushed[stream_id] = (total, time.monotonic(), end_stream and complete)
+        return taken, complete
 
     def _enqueue(self, stream_id: int, data: memoryview, end_stream: bool) -> None:
         if not self._queues:
@@ -537,6 +539,7 @@ class PquicConnection:
             self._early.append(("reset", stream_id, b"", False, error_code))
             return
         self._drop_queue(stream_id)  # those bytes are abandoned with the stream
+        self._pushed.pop(stream_id, None)
         self._command("reset", stream_id, error_code)
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
@@ -568,7 +571,7 @@ class PquicConnection:
         assert quic is not None
         waits: dict[int, int] = {}
         stale: list[int] = []
-        for other, (total, when) in self._pushed.items():
+        for other, (total, when, _fin) in self._pushed.items():
             if now - when > ORDER_WAIT:
                 if now - when > 1.0:
                     stale.append(other)
@@ -578,6 +581,18 @@ class PquicConnection:
         for other in stale:
             del self._pushed[other]
         return waits
+
+    def _forget_pushed(self) -> None:
+        """Forget the streams whose FIN is older than ``ORDER_WAIT``: ``_unsent_before``
+        no longer looks at them, and nothing more will be written on them."""
+        now = time.monotonic()
+        done = [
+            stream_id
+            for stream_id, (_total, when, fin) in self._pushed.items()
+            if now - when > (ORDER_WAIT if fin else 1.0)
+        ]
+        for stream_id in done:
+            del self._pushed[stream_id]
 
     def _command_ready(self, waits: dict[int, int], deadline: float) -> bool:
         if not waits or time.monotonic() >= deadline:
@@ -795,6 +810,8 @@ class PquicConnection:
                     handler(event, now)
             if not self._created and quic._cnx_ptr:
                 self._on_created()
+        if self._pushed:
+            self._forget_pushed()
         return count
 
     def backlogged(self) -> bool:
