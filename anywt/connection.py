@@ -216,13 +216,16 @@ class Connection:
         self._terminated.set()
         self._progress.fire()
 
-    def _consumed(self, session_id: int, stream_id: int, amount: int) -> None:
+    def _consumed(self, session_id: int, stream_id: int, amount: int, pump: bool = True) -> None:
+        """The application read ``amount`` bytes: credit for the peer.  ``pump=False``
+        while the engine's events are being handled (they must stay in order)."""
         engine = self.engine
         if engine.closed:
             return
         engine.consume_data(session_id, amount)
         self._quic.stream_consumed(stream_id, amount)
-        self._pump()
+        if pump:
+            self._pump()
         self._endpoint.request_transmit(self._quic)
 
     def send_backlog(self, stream_id: int) -> int:

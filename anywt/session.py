@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -208,6 +210,9 @@ class Session:
         )
         # ... and all its streams together as much as one of them may.
         self._unread = UnreadBytes()
+        # Ended streams the application dropped with bytes unread: (stream id, its
+        # receive side), released on the next event (``_release_abandoned``).
+        self._abandoned: list[tuple[int, Any]] = []
         self._unread_limit = max(limits.session_receive_buffer, self._receive_limit)
         self._send_buffer = limits.stream_send_buffer
         self.datagrams = DatagramChannel(self, limits.datagram_queue, limits.datagram_queue_bytes)
@@ -455,6 +460,8 @@ class Session:
     async def accept_stream(self) -> Stream:
         """The next stream the peer opened (either kind)."""
         while True:
+            if self._abandoned:
+                self._release_abandoned()
             if self._incoming:
                 return self._incoming.popleft()
             self._check_receive_possible()
@@ -472,18 +479,23 @@ class Session:
         """The bidirectional streams the peer opens (uni ones wait for their own iterator)."""
         async for stream in self._incoming_of(BidirectionalStream):
             yield stream
+            del stream  # the application decides how long a stream lives
 
     async def incoming_unidirectional_streams(self) -> AsyncIterator[ReceiveStream]:
         """The unidirectional streams the peer opens."""
         async for stream in self._incoming_of(ReceiveStream):
             yield stream
+            del stream
 
     async def _incoming_of(self, kind: type[Any]) -> AsyncIterator[Any]:
         while True:
+            if self._abandoned:
+                self._release_abandoned()
             for index, stream in enumerate(self._incoming):
                 if isinstance(stream, kind):
                     del self._incoming[index]
                     yield stream
+                    del stream
                     break
             else:
                 try:
@@ -744,6 +756,8 @@ class Session:
         self.events.emit(SessionEventType.CLOSED, info)
 
     def _on_stream_opened(self, stream_id: int, unidirectional: bool) -> None:
+        if self._abandoned:
+            self._release_abandoned()
         stream: Stream = (
             ReceiveStream(self, stream_id)
             if unidirectional
@@ -770,6 +784,8 @@ class Session:
         self.events.emit(SessionEventType.STREAM_OPENED, stream)
 
     def _on_stream_data(self, stream_id: int, data: bytes, end_stream: bool) -> None:
+        if self._abandoned:
+            self._release_abandoned()
         stream = self._streams.get(stream_id)
         if stream is None or isinstance(stream, SendStream):
             return
@@ -836,6 +852,32 @@ class Session:
         if self._streams.get(stream_id) is stream:
             del self._streams[stream_id]
         self._blocked.discard(stream_id)
+        if not isinstance(stream, SendStream) and stream._recv.size:
+            # Should the application drop it unread, its bytes must still leave the
+            # session's total and be reported consumed (flow-control credit).
+            weakref.finalize(stream, self._on_abandoned, stream_id, stream._recv)
+
+    def _on_abandoned(self, stream_id: int, recv: Any) -> None:
+        # A garbage-collector callback: it may run in the middle of an engine call, so
+        # the bytes are only queued here, and a task waiting for streams releases them.
+        self._abandoned.append((stream_id, recv))
+        with contextlib.suppress(Exception):  # the event loop may be gone already
+            self._incoming_signal.fire()
+
+    def _release_abandoned(self) -> None:
+        """Release what dropped streams left unread (a garbage collector callback only
+        queues them: it may run in the middle of an engine call)."""
+        abandoned = self._abandoned
+        while abandoned:
+            stream_id, recv = abandoned.pop()
+            unreported = recv.received - recv.reported
+            recv.discard()
+            recv.reported = recv.received
+            if unreported > 0 and self._state is SessionState.CONNECTED:
+                with contextlib.suppress(
+                    core_errors.UnknownSession, core_errors.EngineClosed, ValueError
+                ):
+                    self._connection._consumed(self._session_id, stream_id, unreported, False)
 
     def _on_datagram(self, data: bytes) -> None:
         self.datagrams._feed(data)

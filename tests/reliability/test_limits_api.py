@@ -342,6 +342,38 @@ async def test_finished_streams_are_forgotten(quic_backend: str) -> None:
     assert local <= 2 and far <= 2, (local, far)
 
 
+@pytest.mark.parametrize("quic_backend", QUIC_BACKENDS)
+async def test_streams_dropped_unread_give_their_bytes_and_credit_back(quic_backend: str) -> None:
+    """A handler that drops ended streams without reading them: their bytes leave the
+    session's unread total and their session credit comes back, so the peer, limited to
+    64 KiB of credit, still sends 200 KiB."""
+    flow = anywt.FlowControl(initial_max_data=64 * 1024)
+    server_sessions: list[anywt.Session] = []
+
+    async def read_one_byte(session: anywt.Session) -> None:
+        server_sessions.append(session)
+        async for stream in session.incoming_bidirectional_streams():
+            await stream.readexactly(1)
+            while not stream._recv.eof:  # the FIN is in: the rest stays unread
+                await anyio.sleep(0.005)
+            await stream.send_eof()
+            del stream  # dropped with 10 KiB unread
+
+    with anyio.fail_after(LIMIT):
+        async with (
+            serving(read_one_byte, backend=quic_backend, flow_control=flow) as served,
+            connect(served, backend=quic_backend, flow_control=flow) as session,
+        ):
+            assert session.connection.flow_control
+            for _ in range(20):
+                stream = await session.create_bidirectional_stream()
+                await stream.write(b"d" * 10240, end_stream=True)
+                assert await stream.read_all() == b""
+            remote = server_sessions[0]
+            await wait_until(lambda: remote._unread.total <= 10240, 5)
+            assert not remote._streams
+
+
 @pytest.mark.parametrize("quic_backend", ["qh3"])
 async def test_session_credit_is_granted_and_obeyed_both_ways(quic_backend: str) -> None:
     """Session flow control between two anywt endpoints: a writer stops at the peer's
