@@ -855,7 +855,8 @@ class Session:
         if not isinstance(stream, SendStream) and stream._recv.size:
             # Should the application drop it unread, its bytes must still leave the
             # session's total and be reported consumed (flow-control credit).
-            weakref.finalize(stream, self._on_abandoned, stream_id, stream._recv)
+            # The finalizer must not keep the session alive (its registry is global).
+            weakref.finalize(stream, _stream_abandoned, weakref.ref(self), stream_id, stream._recv)
 
     def _on_abandoned(self, stream_id: int, recv: Any) -> None:
         # A garbage-collector callback: it may run in the middle of an engine call, so
@@ -887,6 +888,12 @@ class Session:
     def _on_credit(self, event_type: SessionEventType, value: int) -> None:
         self._credit.fire()
         self.events.emit(event_type, value)
+
+
+def _stream_abandoned(session_ref: weakref.ref[Session], stream_id: int, recv: Any) -> None:
+    session = session_ref()
+    if session is not None:
+        session._on_abandoned(stream_id, recv)
 
 
 def _end_stream(stream: Stream) -> None:
