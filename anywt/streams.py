@@ -272,16 +272,13 @@ class _Reading(_StreamBase):
     async def stop_receiving(self, code: int = 0) -> None:
         """Tell the peer to stop sending (STOP_SENDING with an application code)."""
         side = self._recv
-        if side.stopped or side.eof or side.reset:
-            # Nothing to tell the peer; what is buffered can no longer be read.
-            side.stopped = True
-            side.discard()
-            self._session._forget_if_finished(self)  # type: ignore[arg-type]
-            return
+        ended = side.stopped or side.eof or side.reset
+        # Either way, what is buffered can no longer be read.
         side.stopped = True
         side.discard()
-        side.signal.fire()
-        self._session._stop_stream(self._stream_id, code)
+        if not ended:
+            side.signal.fire()
+            self._session._stop_stream(self._stream_id, code)
         self._session._forget_if_finished(self)  # type: ignore[arg-type]
 
     @property

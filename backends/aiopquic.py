@@ -570,16 +570,11 @@ class PquicConnection:
         quic = self.quic
         assert quic is not None
         waits: dict[int, int] = {}
-        stale: list[int] = []
         for other, (total, when, _fin) in self._pushed.items():
-            if now - when > ORDER_WAIT:
-                if now - when > 1.0:
-                    stale.append(other)
-                continue
-            if other != stream_id and quic.tx_sent_bytes(other) < total:
+            # Older entries no longer hold anything back (``_forget_pushed`` drops them).
+            recent = now - when <= ORDER_WAIT
+            if recent and other != stream_id and quic.tx_sent_bytes(other) < total:
                 waits[other] = total
-        for other in stale:
-            del self._pushed[other]
         return waits
 
     def _forget_pushed(self) -> None:
