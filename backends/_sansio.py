@@ -221,6 +221,7 @@ class QuicStack:
         raise NotImplementedError
 
     def send_backlog(self, quic: Any, stream_id: int) -> int:
+        """Bytes queued on the stream and not yet sent (what a reset would drop)."""
         raise NotImplementedError
 
     def datagram_backlog(self, quic: Any) -> int:
@@ -380,18 +381,28 @@ class StackConnection:
                 return
             raise
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
-        if self._blocked and stream_id in self._blocked:
-            self._blocked[stream_id].append(("reset", b"", False, error_code))
-            return
+    def reset_stream(self, stream_id: int, error_code: int) -> int:
+        ops = self._blocked.get(stream_id) if self._blocked else None
+        if ops is not None:
+            # Not yet open in QUIC: what waits is dropped, the stream opens reset.
+            dropped = sum(len(op[1]) for op in ops)
+            ops[:] = [op for op in ops if op[0] != "data"]
+            ops.append(("reset", b"", False, error_code))
+            return dropped
+        try:
+            unsent = self.stack.send_backlog(self.quic, stream_id)
+        except Exception:
+            unsent = 0
         try:
             self.quic.reset_stream(stream_id, error_code)
         except Exception as exc:
             if self.stack.is_stream_limit_error(exc):
                 self._blocked[stream_id] = [("reset", b"", False, error_code)]
-                return
+                return 0
             # Already reset, finished or discarded: nothing is left to abort.
             logger.debug("reset_stream(%d) ignored: %s", stream_id, exc)
+            return 0
+        return unsent
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         if self.credit is not None:

@@ -160,6 +160,11 @@ MAX_CONNECTIONS = 4096
 START_TIMEOUT = 2.0
 #: How long a RESET_STREAM / STOP_SENDING may wait for earlier writes to leave.
 ORDER_WAIT = 0.005
+#: After a STOP_SENDING is handed to picoquic, how long what it reported before
+#: applying it may still be on its way in the event ring; then the stream's
+#: receive side is over (picoquic reports nothing after STOP_SENDING but a
+#: reset, not even a FIN).
+STOP_SETTLE = 0.05
 #: CRYPTO_ERROR base: a TLS alert ``n`` closes a QUIC connection with 0x100 + n.
 CRYPTO_ERROR = 0x100
 #: First byte of HTTP/3's control (0x00), QPACK encoder (0x02) and decoder
@@ -395,6 +400,8 @@ class PquicConnection:
         # Per stream: bytes handed to its ring in total, when last, and whether
         # the FIN went with them (nothing more will come: ``_forget_pushed``).
         self._pushed: dict[int, tuple[int, float, bool]] = {}
+        # Streams we stopped, and when: ``_report_discarded`` ends their receive side.
+        self._stopped: dict[int, float] = {}
         # HTTP/3 control and QPACK streams seen, and the bytes of their first
         # writes until picoquic has put them in packets (``_requests_wait``).
         self._critical: set[int] = set()
@@ -532,15 +539,20 @@ class PquicConnection:
         self._queued.pop(stream_id, None)
         self._fins.discard(stream_id)
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(self, stream_id: int, error_code: int) -> int:
         if self.terminated:
-            return
+            return 0
         if not self._created:
             self._early.append(("reset", stream_id, b"", False, error_code))
-            return
-        self._drop_queue(stream_id)  # those bytes are abandoned with the stream
+            return 0
+        # The bytes still waiting here never reach picoquic.  What picoquic
+        # holds unsent is not counted: whether its reset drops them is not
+        # known, and the engine must never be told of more than was dropped.
+        dropped = self._queued.get(stream_id, 0)
+        self._drop_queue(stream_id)
         self._pushed.pop(stream_id, None)
         self._command("reset", stream_id, error_code)
+        return dropped
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         if self.terminated:
@@ -610,7 +622,22 @@ class PquicConnection:
         except BufferError:
             self.ring_refusals += 1
             return False
+        if kind == "stop":
+            if not self._stopped:
+                self.poll_soon()  # the driver polls until the stop settles
+            self._stopped[stream_id] = time.monotonic()
         return True
+
+    def _report_discarded(self, now: float) -> bool:
+        """Tell the engine which stopped streams picoquic will report nothing more of."""
+        settled = time.monotonic() - STOP_SETTLE
+        done = [stream_id for stream_id, when in self._stopped.items() if when <= settled]
+        engine = self.engine
+        for stream_id in done:
+            del self._stopped[stream_id]
+            if engine is not None:
+                engine.receive_side_discarded(stream_id, now)
+        return bool(done)
 
     def send_datagram(self, data: bytes) -> None:
         limit = self._max_payload
@@ -807,10 +834,15 @@ class PquicConnection:
                 self._on_created()
         if self._pushed:
             self._forget_pushed()
+        if self._stopped:
+            self._report_discarded(now)
         return count
 
     def backlogged(self) -> bool:
-        return bool(self._queues or self._commands or self._datagrams or self._early)
+        # Stopped streams count: the driver's polls settle them even when no event comes.
+        return bool(
+            self._queues or self._commands or self._datagrams or self._early or self._stopped
+        )
 
     def flush(self, now: float) -> bool:
         """Hand the rings what they refused before; True when anything moved."""
@@ -836,6 +868,8 @@ class PquicConnection:
                 break
             self._datagrams.popleft()
             moved = True
+        if self._stopped and self._report_discarded(now):
+            moved = True  # the owner looks at the engine again
         return moved
 
     def _flush_stream(self, stream_id: int) -> bool:
@@ -974,6 +1008,7 @@ class PquicConnection:
         self._fins.clear()
         self._commands.clear()
         self._datagrams.clear()
+        self._stopped.clear()
         if not self._engine_told:
             self._engine_told = True
             if self.engine is not None:

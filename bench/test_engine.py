@@ -52,8 +52,9 @@ class _Pipe:
         if stream_id == self._next[uni]:
             self._next[uni] = stream_id + 4
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(self, stream_id: int, error_code: int) -> int:
         self._outbox.append(("reset", stream_id, error_code))
+        return 0
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self._outbox.append(("stop", stream_id, error_code))

@@ -48,6 +48,10 @@ cdef class WebTransportEngine(_h3.H3Connection):
     cdef _reject_stream(self, _records.StreamRecord record, long long error_code)
     cdef _on_stream_reset(self, _records.StreamRecord record, long long error_code, long long final_size)
     cdef _on_stop_sending(self, _records.StreamRecord record, long long error_code)
+    cdef _return_unsent_credit(self, _records.StreamRecord record, _records.SessionRecord session, long long dropped)
+    cdef _give_stream_credit(self, _records.SessionRecord session, bint uni)
+    cdef _on_headerless_reset(self, _records.StreamRecord record, long long error_code, long long final_size)
+    cdef _records.SessionRecord _sole_session(self)
     @cython.locals(quarter=cython.ulonglong, session_id=cython.longlong,
                    session=_records.SessionRecord, size=Py_ssize_t, length=Py_ssize_t)
     cdef _on_datagram(self, object data)

@@ -138,9 +138,12 @@ class WebTransportEngine(_h3.H3Connection):
         if self._closed:
             return
         record = self._streams.get(stream_id)
-        if record is None:
-            return
         try:
+            if record is None:
+                # A stream whose first frame is its reset (None: ours, or one we forgot).
+                record = self._new_remote_stream(stream_id)
+                if record is None:
+                    return
             self._on_stream_reset(record, error_code, final_size)
         except ProtocolError as exc:
             self._handle_protocol_error(exc, record)
@@ -161,6 +164,25 @@ class WebTransportEngine(_h3.H3Connection):
             self._handle_protocol_error(exc, record)
         except Exception:
             self._internal_error("stop sending")
+
+    def receive_side_discarded(self, stream_id: int, now: float) -> None:
+        """The stack drops whatever still arrives on a stream we stopped, FIN included.
+
+        picoquic reports nothing of a stream's receive side after STOP_SENDING
+        but a reset, so a peer that ends the stream with FIN instead would
+        leave its record here until the session ends.  The backend says so
+        once the stop has taken effect; the stream's receive side is then over.
+        """
+        self._now = now
+        if self._closed:
+            return
+        record = self._streams.get(stream_id)
+        if record is None or record.kind != _constants.KIND_WT:
+            return
+        if not record.stopped or not record.recv_open:
+            return
+        record.recv_open = False
+        self._maybe_forget(record)
 
     def receive_datagram(self, data: bytes, now: float) -> None:
         """A QUIC DATAGRAM frame arrived."""
@@ -384,12 +406,43 @@ class WebTransportEngine(_h3.H3Connection):
             raise UnknownStream(f"stream {stream_id} is not an open WebTransport stream")
         if not record.send_open:
             return
-        self._transport.reset_stream(stream_id, wire)
+        dropped = self._transport.reset_stream(stream_id, wire)
         record.send_open = False
         session = record.session
         assert session is not None
         session.resets_sent += 1
+        self._return_unsent_credit(record, session, dropped)
         self._maybe_forget(record)
+
+    def _return_unsent_credit(
+        self, record: _records.StreamRecord, session: _records.SessionRecord, dropped: int
+    ) -> None:
+        """Give back the flow-control credit of what our reset dropped before it was sent.
+
+        The QUIC stacks send plain RESET_STREAM (none has RESET_STREAM_AT), and
+        a reset drops what was still queued: the peer counts the final size
+        minus the header, so unsent body bytes must not stay counted here.  A
+        stream whose header was dropped never reaches its session on the peer,
+        which therefore cannot give its stream credit back: we take it back.
+        """
+        if dropped <= 0 or not session.flow or not session.is_open():
+            return
+        body = dropped if dropped < record.sent else record.sent
+        if body > 0:
+            data_credit = session.send_data
+            assert data_credit is not None
+            data_credit.release(body)
+            record.sent -= body
+            session.data_sent -= body
+            self._events.append(DataCreditAvailable(session.session_id, data_credit.limit))
+        if record.is_local and dropped > body:
+            uni = record.is_unidirectional
+            stream_credit = session.send_uni if uni else session.send_bidi
+            assert stream_credit is not None
+            stream_credit.release(1)
+            self._events.append(
+                StreamsCreditAvailable(session.session_id, uni, stream_credit.limit)
+            )
 
     def stop_stream(self, stream_id: int, code: int = 0) -> None:
         """Ask the peer to stop sending on a WebTransport stream (STOP_SENDING)."""
@@ -573,6 +626,7 @@ class WebTransportEngine(_h3.H3Connection):
             closed=self._closed,
             close_error_code=None if self._close_error_code < 0 else self._close_error_code,
             close_reason=self._close_reason,
+            stream_records=len(self._streams),
         )
 
     def peer_finished_session(self, session_id: int) -> bool:
@@ -1076,16 +1130,18 @@ class WebTransportEngine(_h3.H3Connection):
         else:
             session.peer_bidi_closed += 1
         if record.counted and session.flow and session.is_open():
-            credit = session.recv_uni if record.is_unidirectional else session.recv_bidi
-            assert credit is not None
-            new_limit = credit.on_consume(1)
-            if new_limit >= 0:
-                capsule_type = (
-                    _capsule.CAPSULE_MAX_STREAMS_UNI
-                    if record.is_unidirectional
-                    else _capsule.CAPSULE_MAX_STREAMS_BIDI
-                )
-                self._send_capsule(session, _capsule.encode_varint_capsule(capsule_type, new_limit))
+            self._give_stream_credit(session, record.is_unidirectional)
+
+    def _give_stream_credit(self, session: _records.SessionRecord, uni: bool) -> None:
+        """A peer stream of the session closed: its credit may be granted again."""
+        credit = session.recv_uni if uni else session.recv_bidi
+        assert credit is not None
+        new_limit = credit.on_consume(1)
+        if new_limit >= 0:
+            capsule_type = (
+                _capsule.CAPSULE_MAX_STREAMS_UNI if uni else _capsule.CAPSULE_MAX_STREAMS_BIDI
+            )
+            self._send_capsule(session, _capsule.encode_varint_capsule(capsule_type, new_limit))
 
     def _on_stream_reset(
         self, record: _records.StreamRecord, error_code: int, final_size: int
@@ -1131,6 +1187,9 @@ class WebTransportEngine(_h3.H3Connection):
                 )
             self._maybe_forget(record)
             return
+        if kind == _constants.KIND_PENDING:
+            self._on_headerless_reset(record, error_code, final_size)
+            return
         if kind == _constants.KIND_BUFFERED:
             self._buffered_count -= 1
             record.held = []
@@ -1138,6 +1197,53 @@ class WebTransportEngine(_h3.H3Connection):
             record.kind = _constants.KIND_IGNORED
         record.recv_open = False
         self._maybe_forget(record)
+
+    def _on_headerless_reset(
+        self, record: _records.StreamRecord, error_code: int, final_size: int
+    ) -> None:
+        """A peer stream reset before it said what it is.
+
+        A plain RESET_STREAM drops what the peer had not sent yet, and reset
+        data is never retransmitted, so a WebTransport stream's header can be
+        lost with the rest: its session never learns of it, while the peer
+        counted it.  With exactly one flow-controlled session on the
+        connection, that session gives back the stream's credit and the body
+        bytes of its final size (at worst the peer gets that much more).
+        """
+        record.kind = _constants.KIND_IGNORED
+        record.recv_open = False
+        record.preamble = b""
+        if record.send_open:
+            # Nothing will ever be written on it: close our side too.
+            self._transport.reset_stream(record.stream_id, error_code)
+            record.send_open = False
+        session = self._sole_session()
+        if session is not None and session.flow and session.is_open():
+            self._give_stream_credit(session, record.is_unidirectional)
+            header_len = len(
+                _frames.encode_wt_stream_header(session.session_id, record.is_unidirectional)
+            )
+            body = final_size - header_len
+            data_credit = session.recv_data
+            assert data_credit is not None
+            if body > 0 and body <= _flow.MAX_DATA_LIMIT:
+                new_limit = data_credit.on_consume(body)
+                if new_limit >= 0:
+                    self._send_capsule(
+                        session,
+                        _capsule.encode_varint_capsule(_capsule.CAPSULE_MAX_DATA, new_limit),
+                    )
+        self._maybe_forget(record)
+
+    def _sole_session(self) -> _records.SessionRecord | None:
+        """The connection's only live session, or None when there are none or several."""
+        found = None
+        for session in self._sessions.values():
+            if session.is_live():
+                if found is not None:
+                    return None
+                found = session
+        return found
 
     def _on_stop_sending(self, record: _records.StreamRecord, error_code: int) -> None:
         kind = record.kind
@@ -1161,11 +1267,12 @@ class WebTransportEngine(_h3.H3Connection):
         if not record.send_open:
             return
         # RFC 9000 section 3.5: answer STOP_SENDING with RESET_STREAM.
-        self._transport.reset_stream(record.stream_id, error_code)
+        dropped = self._transport.reset_stream(record.stream_id, error_code)
         record.send_open = False
         if kind == _constants.KIND_WT:
             session = record.session
             assert session is not None
+            self._return_unsent_credit(record, session, dropped)
             self._events.append(
                 StreamStopped(
                     record.stream_id, session.session_id, h3_error_to_app(error_code), error_code

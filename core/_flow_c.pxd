@@ -9,6 +9,7 @@ cdef class SendCredit:
 
     cpdef long long available(self)
     cpdef consume(self, long long amount)
+    cpdef release(self, long long amount)
     cpdef bint update_limit(self, long long new_limit, bint strict=*) except -1
     cpdef long long blocked_limit(self)
 

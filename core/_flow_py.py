@@ -45,6 +45,12 @@ class SendCredit:
             raise ValueError(f"cannot use {amount} of {self.limit - self.used} available credit")
         self.used += amount
 
+    def release(self, amount: int) -> None:
+        """Give back ``amount`` counted as sent that the peer never counts (a reset dropped it)."""
+        if amount < 0 or amount > self.used:
+            raise ValueError(f"cannot release {amount} of {self.used} used credit")
+        self.used -= amount
+
     def update_limit(self, new_limit: int, strict: bool = True) -> bool:
         """Apply a WT_MAX_* value from the peer; return True if it raised the limit.
 

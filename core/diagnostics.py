@@ -93,3 +93,5 @@ class ConnectionSnapshot:
     closed: bool
     close_error_code: int | None
     close_reason: str | None
+    #: QUIC streams the engine keeps a record of (open ones, and request streams of live sessions).
+    stream_records: int

@@ -174,14 +174,16 @@ class DatagramReceived(NamedTuple):
 
 
 class DataCreditAvailable(NamedTuple):
-    """Flow control: the peer raised how many stream bytes we may send (WT_MAX_DATA)."""
+    """Flow control: we may send more stream bytes (the peer's WT_MAX_DATA, or a reset gave unsent
+    bytes back); ``max_data`` is the peer's current limit."""
 
     session_id: int
     max_data: int
 
 
 class StreamsCreditAvailable(NamedTuple):
-    """Flow control: the peer raised how many streams we may open (WT_MAX_STREAMS)."""
+    """Flow control: we may open more streams (the peer's WT_MAX_STREAMS, or a reset dropped a
+    stream's header, so the peer never counted it); ``max_streams`` is the peer's current limit."""
 
     session_id: int
     is_unidirectional: bool

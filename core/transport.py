@@ -17,8 +17,14 @@ class Transport(Protocol):
     def send_stream_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
         """Queue bytes (and optionally FIN) on a stream, opening it if new."""
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
-        """Abort our sending side of a stream (RESET_STREAM)."""
+    def reset_stream(self, stream_id: int, error_code: int) -> int:
+        """Abort our sending side of a stream (RESET_STREAM).
+
+        Return how many bytes queued on the stream the reset dropped unsent
+        (they are not part of its final size); 0 when that is not known.
+        Never more than were really dropped: the engine gives their
+        flow-control credit back.
+        """
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         """Ask the peer to stop sending on a stream (STOP_SENDING)."""

@@ -156,11 +156,12 @@ class FuzzTransport:
         if end_stream:
             self.fin.add(stream_id)
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(self, stream_id: int, error_code: int) -> int:
         self._note(("reset", stream_id, error_code))
         if _is_uni(stream_id) and not self._local(stream_id):
             self.misuse.append(f"reset of the peer's unidirectional stream {stream_id}")
         self.reset.add(stream_id)
+        return 0
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self._note(("stop", stream_id, error_code))

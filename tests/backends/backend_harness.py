@@ -146,6 +146,7 @@ class RecordingEngine:
         self.datagrams: list[bytes] = []
         self.resets: list[tuple[int, int, int]] = []
         self.stops: list[tuple[int, int]] = []
+        self.discarded: list[int] = []
         self.handshake: tuple[str | None, int] | None = None
         self.terminated: tuple[int, str] | None = None
 
@@ -166,6 +167,10 @@ class RecordingEngine:
     def receive_stop_sending(self, stream_id: int, error_code: int, now: float) -> None:
         self.calls.append(("stop", stream_id, error_code))
         self.stops.append((stream_id, error_code))
+
+    def receive_side_discarded(self, stream_id: int, now: float) -> None:
+        self.calls.append(("discarded", stream_id))
+        self.discarded.append(stream_id)
 
     def receive_datagram(self, data: bytes, now: float) -> None:
         self.calls.append(("datagram", len(data)))

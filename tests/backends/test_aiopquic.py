@@ -272,6 +272,22 @@ async def test_reset_and_stop_sending_carry_their_codes() -> None:
             assert link.client_engine.stops == [(stopped, 83)]
 
 
+async def test_a_stopped_stream_is_reported_over_once_the_stop_settled() -> None:
+    """picoquic reports nothing of a stream after STOP_SENDING but a reset, not even its
+    FIN: once the stop has settled the adapter tells the engine the receive side is over."""
+    async with pair() as link:
+        client, server = link.client, link.server
+        with anyio.fail_after(LIMIT):
+            stream = client.get_next_available_stream_id(True)
+            client.send_stream_data(stream, b"hello")
+            await wait_until(lambda: link.server_engine.received(stream) == 5)
+            server.stop_stream(stream, 83)
+            assert server.backlogged()  # the driver polls until the stop settles
+            await wait_until(lambda: bool(link.server_engine.discarded))
+            assert link.server_engine.discarded == [stream]
+            assert not server.backlogged()
+
+
 async def test_writes_before_the_connection_exists_are_kept_in_order() -> None:
     early: list[int] = []
 

@@ -261,6 +261,8 @@ class RecordingTransport:
         self.datagrams: list[bytes] = []
         self.closed: tuple[int, str] | None = None
         self.misuse: list[str] = []
+        #: Bytes of a stream the stack "has not sent yet": its reset reports them dropped.
+        self.unsent: dict[int, int] = {}
         base = 0 if is_client else 1
         self._next = {False: base, True: base + 2}
         self._after_close: list[tuple[Any, ...]] = []
@@ -292,11 +294,13 @@ class RecordingTransport:
         if end_stream:
             self.fin.add(stream_id)
 
-    def reset_stream(self, stream_id: int, error_code: int) -> None:
+    def reset_stream(self, stream_id: int, error_code: int) -> int:
         self._note(("reset", stream_id, error_code))
         if _is_uni(stream_id) and not self._local(stream_id):
             self.misuse.append(f"reset of the peer's unidirectional stream {stream_id}")
         self.resets.setdefault(stream_id, []).append(error_code)
+        # What a QUIC stack had not sent yet is dropped by its reset.
+        return self.unsent.pop(stream_id, 0)
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self._note(("stop", stream_id, error_code))

@@ -19,6 +19,7 @@ import contextlib
 import gc
 import hashlib
 import heapq
+import importlib
 import itertools
 import json
 import os
@@ -36,6 +37,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import pytest
 import sniffio
 
 import anywt
@@ -44,6 +46,32 @@ import anywt
 LONG = os.environ.get("ANYWT_LONG", "").strip().lower() not in ("", "0", "false", "no")
 MiB = 1024 * 1024
 QUIC_BACKENDS = ("aioquic", "qh3")
+
+
+def _aiopquic_available() -> bool:
+    try:
+        importlib.import_module("anywt.backends.aiopquic")
+    except ImportError:
+        return False
+    return True
+
+
+#: aioquic and qh3, and aiopquic on CPython >= 3.12 (not collected before: it needs 3.12).
+ALL_BACKENDS = [
+    *QUIC_BACKENDS,
+    *(
+        [
+            pytest.param(
+                "aiopquic",
+                marks=pytest.mark.skipif(
+                    not _aiopquic_available(), reason="needs `pip install anywt[aiopquic]`"
+                ),
+            )
+        ]
+        if sys.version_info >= (3, 12)
+        else []
+    ),
+]
 HERE = Path(__file__).resolve().parent
 #: Where long runs write their figures (README.md quotes them).
 RESULTS = HERE / "results"
