@@ -123,6 +123,7 @@ class _Link:
             max_stream_data=config.limits.stream_receive_buffer,
             max_data=4 * config.limits.stream_receive_buffer,
             congestion_control=config.congestion_control,
+            send_queue=config.limits.send_queue,
             server_name=config.server_name or url.host,
             verify=config.verify,
             cafile=config.resolved_cafile(),

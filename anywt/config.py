@@ -71,6 +71,10 @@ class Limits:
     #: WebTransport streams held while their session is not yet established.
     max_buffered_streams: int = 24
     max_buffered_datagrams: int = 64
+    #: Outgoing UDP datagrams held while the socket buffer is full (aioquic, qh3
+    #: and the memory backend; per client, or per server for all its connections).
+    #: More are dropped and counted; QUIC resends them as lost.
+    send_queue: int = 4096
 
     def __post_init__(self) -> None:
         for item in fields(self):

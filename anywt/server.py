@@ -205,6 +205,7 @@ class Server:
             max_stream_data=config.limits.stream_receive_buffer,
             max_data=4 * config.limits.stream_receive_buffer,
             congestion_control=config.congestion_control,
+            send_queue=config.limits.send_queue,
             certificate_chain_pem=self._chain_pem,
             private_key_pem=self._key_pem,
             qlog_dir=config.resolved_qlog_dir(),

@@ -82,6 +82,10 @@ class QuicSettings:
     #: Accept exactly these certificates, by SHA-256 of their DER (like browsers'
     #: serverCertificateHashes); when given, chain verification is skipped.
     server_certificate_hashes: tuple[bytes, ...] = ()
+    #: Outgoing UDP datagrams an endpoint holds while its socket buffer is full;
+    #: more are dropped (QUIC resends them as lost).  A server's endpoint serves
+    #: all its connections.
+    send_queue: int = 4096
     # Observability.
     qlog_dir: str | None = None
     keylog_file: str | None = None

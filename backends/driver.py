@@ -54,7 +54,8 @@ logger = logging.getLogger("anywt.backends.driver")
 
 #: Datagrams read per turn of the endpoint's loop (the rest on the next turn).
 RECEIVE_BATCH = 256
-#: Datagrams held while the socket refuses to send; more are dropped (and counted).
+#: Datagrams held while the socket refuses to send, unless the endpoint is given
+#: another ``max_unsent`` (``QuicSettings.send_queue``); more are dropped (and counted).
 MAX_UNSENT = 4096
 
 
@@ -198,8 +199,12 @@ class Endpoint:
         *,
         on_activity: ActivityCallback,
         on_ended: EndedCallback,
+        max_unsent: int = MAX_UNSENT,
     ) -> None:
+        if max_unsent < 1:
+            raise ValueError(f"max_unsent must be at least 1, not {max_unsent}")
         self.socket = sock
+        self.max_unsent = max_unsent
         self.stats = EndpointStats()
         self._on_activity = on_activity
         self._on_ended = on_ended
@@ -404,7 +409,7 @@ class Endpoint:
         if self._unsent or not self.socket.send(data, address):
             # The kernel buffer is full: keep the datagram and wait until writable.
             self.stats.send_blocked += 1
-            if len(self._unsent) >= MAX_UNSENT:
+            if len(self._unsent) >= self.max_unsent:
                 self.stats.send_dropped += 1  # QUIC recovers it like any lost packet
                 return
             self._unsent.append((data, address))
@@ -440,7 +445,9 @@ async def open_sansio_client(
     except BaseException:
         sock.close()
         raise
-    endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
+    endpoint = Endpoint(
+        sock, on_activity=on_activity, on_ended=on_ended, max_unsent=settings.send_queue
+    )
     endpoint.add_connection(connection)
     return endpoint, connection
 
@@ -457,6 +464,8 @@ async def open_sansio_server(
 ) -> Endpoint:
     """A UDP socket bound to ``host:port`` and an endpoint that demultiplexes its connections."""
     sock = await open_udp_socket(host, port)
-    endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
+    endpoint = Endpoint(
+        sock, on_activity=on_activity, on_ended=on_ended, max_unsent=settings.send_queue
+    )
     endpoint.set_demux(backend.server_demux(settings, on_connection))
     return endpoint

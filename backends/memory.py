@@ -84,6 +84,10 @@ class MemoryNetwork:
         self._sockets[address] = sock
         return sock
 
+    def socket_at(self, address: Address) -> MemorySocket | None:
+        """The socket bound at ``address``, if any."""
+        return self._sockets.get((address[0], address[1]))
+
     def _unbind(self, address: Address) -> None:
         self._sockets.pop(address, None)
 
@@ -117,8 +121,11 @@ class MemorySocket:
         self._queue: deque[tuple[bytes, Address]] = deque()
         self._readable = anyio.Event()
         self._closed = False
+        self._writable: anyio.Event | None = None
         #: Datagrams dropped because the queue was full.
         self.dropped = 0
+        #: Sends refused while the send buffer was "full" (``hold_sends``).
+        self.refused = 0
 
     @property
     def local_address(self) -> Address:
@@ -139,18 +146,36 @@ class MemorySocket:
         return batch
 
     def send(self, data: bytes, address: Address) -> bool:
+        if self._writable is not None and not self._closed:
+            self.refused += 1
+            return False
         if not self._closed:
             self._network._send(bytes(data), self._address, (address[0], address[1]))
         return True
 
     async def wait_writable(self) -> None:
-        await anyio.lowlevel.checkpoint()
+        writable = self._writable
+        if writable is None or self._closed:
+            await anyio.lowlevel.checkpoint()
+            return
+        await writable.wait()
+
+    def hold_sends(self) -> None:
+        """Act as a socket whose send buffer is full: ``send`` refuses until ``release_sends``."""
+        if self._writable is None:
+            self._writable = anyio.Event()
+
+    def release_sends(self) -> None:
+        writable, self._writable = self._writable, None
+        if writable is not None:
+            writable.set()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._network._unbind(self._address)
             self._readable.set()
+            self.release_sends()
 
     def _arrive(self, data: bytes, source: Address, swap: bool) -> None:
         if self._closed:
@@ -205,7 +230,9 @@ class MemoryBackend(StackBackend):
         except BaseException:
             sock.close()
             raise
-        endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
+        endpoint = Endpoint(
+            sock, on_activity=on_activity, on_ended=on_ended, max_unsent=settings.send_queue
+        )
         endpoint.add_connection(connection)
         return endpoint, connection
 
@@ -220,7 +247,9 @@ class MemoryBackend(StackBackend):
         on_ended: EndedCallback,
     ) -> Driver:
         sock = self.network.bind(host, port)
-        endpoint = Endpoint(sock, on_activity=on_activity, on_ended=on_ended)
+        endpoint = Endpoint(
+            sock, on_activity=on_activity, on_ended=on_ended, max_unsent=settings.send_queue
+        )
         endpoint.set_demux(self.server_demux(settings, on_connection))
         return endpoint
 

@@ -80,3 +80,40 @@ async def test_nobody_listening_is_a_handshake_timeout() -> None:
         await anywt.connect(
             "https://127.0.0.1:9/nobody", backend="memory", connect_timeout=0.5, verify=False
         )
+
+
+async def test_full_socket_holds_at_most_send_queue_datagrams(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the socket refuses to send, ``Limits.send_queue`` datagrams wait and the rest are
+    dropped and counted; once it sends again, QUIC resends what was dropped as lost."""
+    network = MemoryNetwork(seed=11)
+    backend = MemoryBackend(network)
+    monkeypatch.setattr(anywt.backends.memory, "backend", lambda: backend)
+    payload = bytes(range(256)) * 256  # 64 KiB: more than the first flight
+    with anyio.fail_after(30):
+        async with (
+            anywt.Server(
+                {"/echo": echo_handler}, host="127.0.0.1", port=0, backend="memory"
+            ) as server,
+            anywt.connect(
+                server.url("/echo"),
+                backend="memory",
+                server_certificate_hashes=[server.certificate_sha256],
+                limits=anywt.Limits(send_queue=4),
+            ) as session,
+        ):
+            endpoint = session.connection._endpoint
+            sock = network.socket_at(session.connection.local_address)
+            assert sock is not None
+            stream = await session.create_bidirectional_stream()
+            sock.hold_sends()
+            await stream.write(payload, end_stream=True)
+            while endpoint.stats.send_dropped == 0:
+                await anyio.sleep(0.01)
+            assert len(endpoint._unsent) == 4
+            assert sock.refused >= 1
+            sock.release_sends()
+            assert await stream.read_all() == payload
+    with pytest.raises(ValueError, match="send_queue"):
+        anywt.Limits(send_queue=0)
