@@ -1215,7 +1215,7 @@ class WebTransportEngine(_h3.H3Connection):
         record.preamble = b""
         if record.send_open:
             # Nothing will ever be written on it: close our side too.
-            self._transport.reset_stream(record.stream_id, error_code)
+            self._transport.reset_stream(record.stream_id, H3ErrorCode.H3_REQUEST_CANCELLED)
             record.send_open = False
         session = self._sole_session()
         if session is not None and session.flow and session.is_open():

@@ -635,7 +635,12 @@ def _run_engine_script(module: ModuleType, data: bytes) -> Peer:
                 value = d.take(d.byte() % 16)
                 peer.feed(d.pick(peer.sessions), frame(0, capsule(kind, value)), d.byte() < 16)
         elif op == 8:
-            stream = d.pick(streams) if streams else 0
+            if d.byte() < 64 or not streams:
+                # A stream whose first frame is its reset (its header never came).
+                stream = peer.new_stream(uni=d.flag())
+                peer.peer_streams.append(stream)
+            else:
+                stream = d.pick(streams)
             code = d.pick(
                 (0, 0x100, 0x10C, 0x170D7B68, APP_ERROR_FIRST + d.byte(), d.number(8) >> 2)
             )
@@ -644,7 +649,12 @@ def _run_engine_script(module: ModuleType, data: bytes) -> Peer:
         elif op == 9:
             stream = d.pick(streams) if streams else 0
             code = d.pick((0, 0x100, 0x170D7B68, APP_ERROR_FIRST + d.byte(), d.number(8) >> 2))
+            peer.transport.unsent = d.number(2)  # what our answering reset drops
             peer.stop(stream, code)
+            if d.flag():
+                # A stack that reports nothing more of a stream we stopped (picoquic).
+                engine.receive_side_discarded(d.pick(streams) if streams else 0, peer.now)
+                peer.collect()
         elif op == 10:
             raw = d.take(d.byte() % 24)
             if d.flag() and peer.sessions:
@@ -711,6 +721,7 @@ def _app_call(peer: Peer, d: Data, local: list[int]) -> None:
         elif which == 3:
             engine.send_stream_data(stream, b"x" * (d.byte() * 4), d.flag())
         elif which == 4:
+            peer.transport.unsent = d.number(2)
             engine.reset_stream(stream, d.byte())
         elif which == 5:
             engine.stop_stream(stream, d.byte())

@@ -115,11 +115,14 @@ class FuzzTransport:
     Writing after FIN or reset, or on the peer's unidirectional stream,
     raises (as aioquic does): the engine must never try.  A reset of the
     peer's unidirectional stream or STOP_SENDING on our own one is noted in
-    ``misuse``.
+    ``misuse``.  ``unsent`` plays the stack's unsent backlog: the next reset
+    reports that many bytes dropped (never more than the stream was given).
     """
 
     def __init__(self, is_client: bool) -> None:
         self.is_client = is_client
+        self.unsent = 0
+        self.written: dict[int, int] = {}
         self.calls: list[tuple[Any, ...]] = []
         self.fin: set[int] = set()
         self.reset: set[int] = set()
@@ -153,6 +156,7 @@ class FuzzTransport:
                 raise Misuse(f"stream {stream_id} opened out of order")
             self._next[kind] = stream_id + 4
         self.opened.add(stream_id)
+        self.written[stream_id] = self.written.get(stream_id, 0) + len(data)
         if end_stream:
             self.fin.add(stream_id)
 
@@ -161,7 +165,9 @@ class FuzzTransport:
         if _is_uni(stream_id) and not self._local(stream_id):
             self.misuse.append(f"reset of the peer's unidirectional stream {stream_id}")
         self.reset.add(stream_id)
-        return 0
+        dropped = min(self.unsent, self.written.get(stream_id, 0))
+        self.unsent = 0
+        return dropped
 
     def stop_stream(self, stream_id: int, error_code: int) -> None:
         self._note(("stop", stream_id, error_code))

@@ -24,6 +24,7 @@ from engine_wire import (
     CAPSULE_MAX_STREAMS_BIDI,
     CAPSULE_MAX_STREAMS_UNI,
     FC_SETTINGS,
+    H3_REQUEST_CANCELLED,
     PEER_D16,
     SETTING_WT_INITIAL_MAX_DATA,
     SETTING_WT_INITIAL_MAX_STREAMS_UNI,
@@ -93,8 +94,8 @@ def test_reset_inside_the_header_counts_as_headerless(engine_module):
     wire.feed(stream, enc(0x41)[:1])  # half of the signal value
     wire.reset(stream, app_to_h3(4), final_size=1)
     assert _grants(wire, sid, CAPSULE_MAX_STREAMS_BIDI) == [3]
-    # Nobody will write on it: our side is reset too, with the peer's code, and forgotten.
-    assert wire.transport.reset_codes(stream) == [app_to_h3(4)]
+    # Nobody will write on it: our side is cancelled too, and the stream forgotten.
+    assert wire.transport.reset_codes(stream) == [H3_REQUEST_CANCELLED]
     assert wire.engine.connection_snapshot().stream_records == records
 
 
@@ -122,7 +123,7 @@ def test_headerless_reset_without_flow_control(engine_module):
     records = wire.engine.connection_snapshot().stream_records
     stream = wire.peer_stream(uni=False)
     wire.reset(stream, app_to_h3(2), final_size=0)
-    assert wire.transport.reset_codes(stream) == [app_to_h3(2)]
+    assert wire.transport.reset_codes(stream) == [H3_REQUEST_CANCELLED]
     assert not wire.sent_capsules(sid)
     assert wire.engine.connection_snapshot().stream_records == records
 

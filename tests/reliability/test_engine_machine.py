@@ -318,6 +318,20 @@ class EngineMachine(RuleBasedStateMachine):
         if stream is not None:
             self._each(lambda w: w.reset(stream, code, final))
 
+    @rule(uni=st.booleans(), code=CODES, final=st.integers(-1, 300))
+    def reset_before_the_header(self, uni: bool, code: int, final: int) -> None:
+        stream = self.wires[0].peer_stream(uni)
+        for wire in self.wires[1:]:
+            assert wire.peer_stream(uni) == stream
+        self.peer_streams.append(stream)
+        self._each(lambda w: w.reset(stream, code, final))
+
+    @rule(index=st.integers(0, 15))
+    def stack_discards_after_our_stop(self, index: int) -> None:
+        stream = _pick(self._streams(), index)
+        if stream is not None:
+            self._each(lambda w: (w.engine.receive_side_discarded(stream, w.now), w.take()))
+
     @rule(index=st.integers(0, 15), code=CODES)
     def stop_a_stream(self, index: int, code: int) -> None:
         stream = _pick(self.local_streams + self.peer_streams, index)
@@ -473,10 +487,17 @@ class EngineMachine(RuleBasedStateMachine):
         if stream is not None:
             self._app(lambda e: e.send_stream_data(stream, b"s" * size, fin))
 
-    @rule(index=st.integers(0, 15), code=st.sampled_from([0, 7, 0xFFFFFFFF, 1 << 32]))
-    def app_reset(self, index: int, code: int) -> None:
+    @rule(
+        index=st.integers(0, 15),
+        code=st.sampled_from([0, 7, 0xFFFFFFFF, 1 << 32]),
+        unsent=st.sampled_from([0, 0, 2, 50, 10_000]),
+    )
+    def app_reset(self, index: int, code: int, unsent: int) -> None:
         stream = _pick(self._streams(), index)
         if stream is not None:
+            for wire in self.wires:  # what the stack had not sent of it yet
+                sent = len(wire.transport.data(stream))
+                wire.transport.unsent[stream] = min(unsent, sent)
             self._app(lambda e: e.reset_stream(stream, code))
 
     @rule(index=st.integers(0, 15), code=st.sampled_from([0, 9]))
