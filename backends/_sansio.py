@@ -224,6 +224,10 @@ class QuicStack:
         """Bytes queued on the stream and not yet sent (what a reset would drop)."""
         raise NotImplementedError
 
+    def waits_for_stream_credit(self, quic: Any, stream_id: int) -> bool:
+        """The stack holds this local stream until the peer's MAX_STREAMS allows it."""
+        return False
+
     def datagram_backlog(self, quic: Any) -> int:
         return 0
 
@@ -393,6 +397,12 @@ class StackConnection:
             unsent = self.stack.send_backlog(self.quic, stream_id)
         except Exception:
             unsent = 0
+        if self.stack.waits_for_stream_credit(self.quic, stream_id):
+            # aioquic would send RESET_STREAM for a stream the peer has not
+            # allowed yet, which the peer answers with STREAM_LIMIT_ERROR: the
+            # reset waits here for the credit (and drops all the stream holds).
+            self._blocked[stream_id] = [("reset", b"", False, error_code)]
+            return unsent
         try:
             self.quic.reset_stream(stream_id, error_code)
         except Exception as exc:
@@ -409,6 +419,9 @@ class StackConnection:
             self.credit.on_stop(stream_id)
         if self._blocked and stream_id in self._blocked:
             self._blocked[stream_id].append(("stop", b"", False, error_code))
+            return
+        if self.stack.waits_for_stream_credit(self.quic, stream_id):
+            self._blocked[stream_id] = [("stop", b"", False, error_code)]
             return
         try:
             self.quic.stop_stream(stream_id, error_code)
@@ -769,6 +782,9 @@ class StackConnection:
             if kind in stuck:
                 continue
             ops = blocked[stream_id]
+            if self.stack.waits_for_stream_credit(quic, stream_id):
+                stuck.add(kind)
+                continue
             try:
                 while ops:
                     op, data, end_stream, code = ops[0]

@@ -286,7 +286,13 @@ class AioquicStack(QuicStack):
         if stream is None:
             return 0
         sender = stream.sender
+        if sender._reset_error_code is not None:
+            return 0  # reset: the rest will never be sent (aioquic keeps it in its buffer)
         return max(0, int(sender._buffer_stop - sender.highest_offset))
+
+    def waits_for_stream_credit(self, quic: Any, stream_id: int) -> bool:
+        stream = quic._streams.get(stream_id)
+        return bool(stream is not None and stream.is_blocked)
 
     def datagram_backlog(self, quic: Any) -> int:
         return len(quic._datagrams_pending)

@@ -226,3 +226,38 @@ def test_idle_timeout_terminates(stack_name):
     assert link.client_engine.terminated is not None
     assert link.client.get_timer() is None
     assert link.client.datagrams_to_send(link.now) == []
+
+
+def test_reset_reports_exactly_the_bytes_it_dropped(stack_name):
+    # The engine gives back the flow-control credit of what a reset dropped: the
+    # count must be what the peer will not see in the final size, never more.
+    link = make_link(stack_name)
+    stream_id = link.client.get_next_available_stream_id(is_unidirectional=True)
+    payload = bytes(range(256)) * 400  # 100 KiB: more than the first flight
+    link.client.send_stream_data(stream_id, payload)
+    link.step()  # some of it leaves
+    backlog = link.client.send_backlog(stream_id)
+    assert 0 < backlog < len(payload)
+    assert link.client.reset_stream(stream_id, 9) == backlog
+    assert link.run(lambda: bool(link.server_engine.resets))
+    assert link.server_engine.resets == [(stream_id, 9, len(payload) - backlog)]
+    assert link.client.reset_stream(stream_id, 9) == 0  # again: nothing left to drop
+
+
+def test_reset_of_a_stream_waiting_for_credit_drops_all_it_holds(stack_name):
+    link = make_link(stack_name, server=server_settings(max_streams_uni=2))
+    waiting = []
+    for index in range(130):  # past both stacks' initial limits
+        stream_id = link.client.get_next_available_stream_id(is_unidirectional=True)
+        link.client.send_stream_data(stream_id, b"w%03d" % index)
+        waiting.append(stream_id)
+    last = waiting[-1]
+    assert link.client.send_backlog(last) == 4
+    assert link.client.reset_stream(last, 3) == 4
+    assert link.client.send_backlog(last) == 0
+    for stream_id in waiting[:-1]:
+        link.client.send_stream_data(stream_id, b"", end_stream=True)
+    # The others arrive in full as credit comes; the reset one opens reset, with nothing in it.
+    assert link.run(lambda: last in {r[0] for r in link.server_engine.resets}, rounds=4000)
+    assert [r for r in link.server_engine.resets if r[0] == last] == [(last, 3, 0)]
+    assert link.run(lambda: len(link.server_engine.fin) == len(waiting) - 1, rounds=4000)
