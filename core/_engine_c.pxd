@@ -50,7 +50,7 @@ cdef class WebTransportEngine(_h3.H3Connection):
     cdef _on_stop_sending(self, _records.StreamRecord record, long long error_code)
     cdef _return_unsent_credit(self, _records.StreamRecord record, _records.SessionRecord session, long long dropped)
     cdef _give_stream_credit(self, _records.SessionRecord session, bint uni)
-    cdef _on_headerless_reset(self, _records.StreamRecord record, long long error_code, long long final_size)
+    cdef _on_headerless_reset(self, _records.StreamRecord record, long long final_size)
     cdef _records.SessionRecord _sole_session(self)
     @cython.locals(quarter=cython.ulonglong, session_id=cython.longlong,
                    session=_records.SessionRecord, size=Py_ssize_t, length=Py_ssize_t)

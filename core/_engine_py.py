@@ -1188,7 +1188,7 @@ class WebTransportEngine(_h3.H3Connection):
             self._maybe_forget(record)
             return
         if kind == _constants.KIND_PENDING:
-            self._on_headerless_reset(record, error_code, final_size)
+            self._on_headerless_reset(record, final_size)
             return
         if kind == _constants.KIND_BUFFERED:
             self._buffered_count -= 1
@@ -1198,9 +1198,7 @@ class WebTransportEngine(_h3.H3Connection):
         record.recv_open = False
         self._maybe_forget(record)
 
-    def _on_headerless_reset(
-        self, record: _records.StreamRecord, error_code: int, final_size: int
-    ) -> None:
+    def _on_headerless_reset(self, record: _records.StreamRecord, final_size: int) -> None:
         """A peer stream reset before it said what it is.
 
         A plain RESET_STREAM drops what the peer had not sent yet, and reset
