@@ -5,6 +5,7 @@
     python fuzz/run.py                          # every target, 60 s each
     python fuzz/run.py --runs 10000000 --time 7200 --jobs 2 capsule frames
     python fuzz/run.py --random --time 5        # without atheris: random inputs
+    python fuzz/run.py --update-readme          # the ledger's totals into README.md
 
 Each target runs in its own process (``fuzz/harness.py``, under ``nice``),
 with a corpus kept in ``fuzz/corpus/<target>/`` so that the next run starts
@@ -30,6 +31,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "harness.py"
 LEDGER = HERE / "ledger.json"
+README = HERE.parent / "README.md"
+#: The line after which README.md holds the table of ledger totals (up to a blank line).
+TABLE_MARK = "<!-- fuzz-counts -->"
 
 #: Every target, with the input length that suits it.
 MAX_LEN = {
@@ -169,6 +173,29 @@ def summary(path: Path = LEDGER) -> dict[str, dict[str, float]]:
     return out
 
 
+def readme_table(totals: dict[str, dict[str, float]]) -> str:
+    """The README table of ledger totals, one row per target in ``TARGETS`` order."""
+    rows = ["| target | inputs | hours | failures |", "| --- | ---: | ---: | ---: |"]
+    for target in TARGETS:
+        item = totals.get(target)
+        if item is None:
+            rows.append(f"| `{target}` | CI runs only | — | — |")
+        else:
+            rows.append(
+                f"| `{target}` | {int(item['runs']):,} | {item['seconds'] / 3600:.2f} "
+                f"| {int(item['failures'])} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+def update_readme(path: Path = README, ledger: Path = LEDGER) -> None:
+    """Replace the table after ``TABLE_MARK`` with the ledger's current totals."""
+    text = path.read_text()
+    start = text.index(TABLE_MARK) + len(TABLE_MARK) + 1
+    end = text.index("\n\n", start) + 1
+    path.write_text(text[:start] + readme_table(summary(ledger)) + text[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -180,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", action="store_true", help="random inputs, not atheris")
     parser.add_argument("--no-ledger", action="store_true", help="do not record the counts")
     parser.add_argument("--summary", action="store_true", help="print the ledger's totals")
+    parser.add_argument(
+        "--update-readme", action="store_true", help="write the ledger's totals into README.md"
+    )
     parser.add_argument("--nice", type=int, default=10)
     args = parser.parse_args(argv)
     if args.summary:
@@ -189,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{target:10} {int(item['runs']):>12,} inputs  {item['seconds'] / 3600:6.2f} h"
                 f"  {rate:8.0f}/s  failures {int(item['failures'])}"
             )
+        return 0
+    if args.update_readme:
+        update_readme()
         return 0
     names = args.targets or list(TARGETS)
     unknown = sorted(set(names) - set(TARGETS))

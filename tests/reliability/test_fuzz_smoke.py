@@ -61,3 +61,18 @@ def test_random_driver_fallback(tmp_path: Path) -> None:
         "engine", runs=None, seconds=1, random_driver=True, corpus=False, workdir=tmp_path, nice=0
     )
     assert result.ok and result.runs > 0 and result.driver == "random", result
+
+
+def test_readme_table_follows_the_ledger(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.json"
+    for runs, ok in ((6_000_000, True), (4_000_000, True), (5, False)):
+        result = fuzz_run.Result("capsule", "atheris", runs, 1800.0, ok, 0, None, "t")
+        fuzz_run.record(result, ledger)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n\n{fuzz_run.TABLE_MARK}\n| old |\n| --- |\n\n## after\n")
+    table = fuzz_run.readme_table(fuzz_run.summary(ledger))
+    assert "| `capsule` | 10,000,005 | 1.50 | 1 |" in table
+    assert "| `varint` | CI runs only | — | — |" in table
+    assert len(table.splitlines()) == 2 + len(fuzz_run.TARGETS)
+    fuzz_run.update_readme(readme, ledger)
+    assert readme.read_text() == f"intro\n\n{fuzz_run.TABLE_MARK}\n{table}\n## after\n"
