@@ -53,6 +53,10 @@ class NativeConnection(BackendConnection, Protocol):
         """Hand what waits to the stack; True when anything moved."""
         ...
 
+    def wake_in(self) -> float | None:
+        """Seconds until work of the connection falls due without any event (None: none)."""
+        ...
+
     def abandon(self, now: float) -> None:
         """The stack is gone: end the connection (the engine learns it closed)."""
         ...
@@ -219,7 +223,7 @@ class SelfDrivenDriver:
             if more:
                 await anyio.lowlevel.checkpoint()
                 continue
-            deadline = now + POLL_INTERVAL if backlog else math.inf
+            deadline = now + (POLL_INTERVAL if backlog else self._wake_in())
             with anyio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
                 await anyio.wait_readable(fd)
@@ -227,6 +231,16 @@ class SelfDrivenDriver:
             self.wakeups += 1
             if scope.cancel_called:
                 self.polls += 1
+
+    def _wake_in(self) -> float:
+        """Seconds until the first connection's timed work falls due (after this turn's
+        flushes and event handling, either of which may have started some)."""
+        wake = math.inf
+        for connection in self.endpoint.connections():
+            delay = connection.wake_in()
+            if delay is not None and delay < wake:
+                wake = delay
+        return wake
 
     def _report_ended(self) -> None:
         endpoint = self.endpoint

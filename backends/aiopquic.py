@@ -624,7 +624,7 @@ class PquicConnection:
             return False
         if kind == "stop":
             if not self._stopped:
-                self.poll_soon()  # the driver polls until the stop settles
+                self.poll_soon()  # the driver looks at ``wake_in`` again
             self._stopped[stream_id] = time.monotonic()
         return True
 
@@ -839,10 +839,20 @@ class PquicConnection:
         return count
 
     def backlogged(self) -> bool:
-        # Stopped streams count: the driver's polls settle them even when no event comes.
         return bool(
-            self._queues or self._commands or self._datagrams or self._early or self._stopped
+            self._queues
+            or self._commands
+            or self._datagrams
+            or self._early
+            or (self._stopped and self.wake_in() == 0.0)
         )
+
+    def wake_in(self) -> float | None:
+        """Seconds until the first stopped stream settles (the driver wakes up for it)."""
+        if not self._stopped:
+            return None
+        first = next(iter(self._stopped.values()))  # stops are recorded in time order
+        return max(0.0, first + STOP_SETTLE - time.monotonic())
 
     def flush(self, now: float) -> bool:
         """Hand the rings what they refused before; True when anything moved."""

@@ -36,6 +36,7 @@ from backend_harness import (  # noqa: E402
 
 from anywt.backends.aiopquic import (  # noqa: E402
     DATAGRAM_MAX_PAYLOAD,
+    STOP_SETTLE,
     STREAM_RING_CAP,
     PquicConnection,
     backend,
@@ -282,10 +283,12 @@ async def test_a_stopped_stream_is_reported_over_once_the_stop_settled() -> None
             client.send_stream_data(stream, b"hello")
             await wait_until(lambda: link.server_engine.received(stream) == 5)
             server.stop_stream(stream, 83)
-            assert server.backlogged()  # the driver polls until the stop settles
+            delay = server.wake_in()  # the driver sleeps until the stop settles
+            assert delay is not None and 0 < delay <= STOP_SETTLE
+            assert not server.backlogged()
             await wait_until(lambda: bool(link.server_engine.discarded))
             assert link.server_engine.discarded == [stream]
-            assert not server.backlogged()
+            assert server.wake_in() is None
 
 
 async def test_writes_before_the_connection_exists_are_kept_in_order() -> None:
