@@ -392,6 +392,7 @@ class Connection:
             close_error_code=self._close_error_code,
             close_reason=self._close_reason,
             quic=self.quic_stats(),
+            io=self._endpoint.io_counters(),
         )
 
     def __repr__(self) -> str:

@@ -188,6 +188,9 @@ class ConnectionDiagnostics:
     close_error_code: int | None
     close_reason: str | None
     quic: dict[str, float | int | None]
+    #: The endpoint's I/O counters (shared by a server's connections): datagrams and
+    #: bytes each way, ``send_blocked`` / ``send_dropped`` while the socket was full...
+    io: dict[str, int]
 
 
 def headers_as_text(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, str]:

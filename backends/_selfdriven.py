@@ -122,6 +122,9 @@ class SelfDrivenDriver:
     def local_address(self) -> Address:
         return self.endpoint.local_address
 
+    def io_counters(self) -> dict[str, int]:
+        return {"wakeups": self.wakeups, "polls": self.polls}
+
     def request_transmit(self, connection: BackendConnection) -> None:
         """A connection queued work: make sure a backlog is retried soon.
 

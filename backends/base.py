@@ -206,6 +206,10 @@ class Driver(Protocol):
         """Send what ``connection`` has queued, as soon as the current task yields."""
         ...
 
+    def io_counters(self) -> dict[str, int]:
+        """Counters of the endpoint's I/O, as far as the backend can tell (for diagnostics)."""
+        ...
+
     def close(self) -> None:
         """Stop once every connection has ended."""
         ...

@@ -16,6 +16,7 @@ loop iteration together.  The same code runs on asyncio, uvloop and trio.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import ipaddress
 import logging
@@ -224,6 +225,9 @@ class Endpoint:
     @property
     def local_address(self) -> Address:
         return self.socket.local_address
+
+    def io_counters(self) -> dict[str, int]:
+        return dataclasses.asdict(self.stats)
 
     def set_demux(self, demux: ServerDemux) -> None:
         self._demux = demux

@@ -215,6 +215,12 @@ async def test_connection_diagnostics(echo: EchoPair) -> None:
     assert client.max_datagram_size is not None and client.max_datagram_size > 0
     assert client.streams_rejected == 0
     assert isinstance(client.quic, dict) and client.quic
+    # The endpoint's counters: the sans-IO driver's datagram counts, aiopquic's wake-ups.
+    if echo.backend == "aiopquic":
+        assert client.io["wakeups"] > 0
+    else:
+        assert client.io["datagrams_sent"] > 0 and client.io["datagrams_received"] > 0
+        assert client.io["send_dropped"] == 0
     with anyio.fail_after(LIMIT):
         await session.close()
     closed = session.connection.diagnostics()

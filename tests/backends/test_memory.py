@@ -109,7 +109,7 @@ async def test_full_socket_holds_at_most_send_queue_datagrams(
             stream = await session.create_bidirectional_stream()
             sock.hold_sends()
             await stream.write(payload, end_stream=True)
-            while endpoint.stats.send_dropped == 0:
+            while session.connection.diagnostics().io["send_dropped"] == 0:
                 await anyio.sleep(0.01)
             assert len(endpoint._unsent) == 4
             assert sock.refused >= 1
