@@ -41,6 +41,7 @@ from anywt.core.config import EngineConfig
 from anywt.core.events import (
     DataCreditAvailable,
     StreamDataReceived,
+    StreamReset,
     StreamsCreditAvailable,
 )
 
@@ -201,9 +202,13 @@ def test_reset_answering_stop_sending_gives_credit_back(engine_module):
 # End to end over a QUIC stack: resets never starve a session
 
 
+@pytest.mark.parametrize("uni", [True, False], ids=["uni", "bidi"])
 @pytest.mark.parametrize("header", ["dropped", "sent", "lost"])
-def test_resetting_sender_never_stalls(engine_module, stack_name, header):
+def test_resetting_sender_never_stalls(engine_module, stack_name, header, uni):
     """40 streams reset with 2 KB each against a window of 4 streams and 4 KB.
+
+    The server's application ends its side of a bidirectional stream when the
+    client's side ended, as a bidirectional stream counts until both have.
 
     The reset drops the header with the body ("dropped"), or only the body
     ("sent"), or comes after packets holding both were lost ("lost": a reset
@@ -212,7 +217,9 @@ def test_resetting_sender_never_stalls(engine_module, stack_name, header):
     pair = make_pair(
         engine_module,
         stack_name=stack_name,
-        server_config=EngineConfig(initial_max_data=4000, initial_max_streams_uni=4),
+        server_config=EngineConfig(
+            initial_max_data=4000, initial_max_streams_uni=4, initial_max_streams_bidi=4
+        ),
     )
     sid = pair.client.connect(authority="example.com", path="/resets")
     pair.transfer()
@@ -226,9 +233,14 @@ def test_resetting_sender_never_stalls(engine_module, stack_name, header):
             if isinstance(event, StreamDataReceived):
                 received += event.data
                 pair.server.consume_data(sid, len(event.data))  # read at once
+                if event.end_stream and not uni:
+                    pair.server.send_stream_data(event.stream_id, b"", end_stream=True)
+            elif isinstance(event, StreamReset) and not uni:
+                # The application ends its side too: a bidi stream counts until both have.
+                pair.server.send_stream_data(event.stream_id, b"", end_stream=True)
 
     for round_ in range(40):
-        stream = pair.client.open_stream(sid, is_unidirectional=True)
+        stream = pair.client.open_stream(sid, is_unidirectional=uni)
         assert stream is not None, f"no stream credit in round {round_}"
         if header == "sent":
             pair.transfer()
@@ -239,7 +251,7 @@ def test_resetting_sender_never_stalls(engine_module, stack_name, header):
             pair.loss = None
         pair.client.reset_stream(stream, 5)
         if round_ % 8 == 0:  # now and then a stream that completes
-            last = pair.client.open_stream(sid, is_unidirectional=True)
+            last = pair.client.open_stream(sid, is_unidirectional=uni)
             assert last is not None
             body = bytes([round_]) * 100
             assert pair.client.send_stream_data(last, body, end_stream=True) == 100
