@@ -834,8 +834,6 @@ class PquicConnection:
                 self._on_created()
         if self._pushed:
             self._forget_pushed()
-        if self._stopped:
-            self._report_discarded(now)
         return count
 
     def backlogged(self) -> bool:
