@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import run as fuzz_run  # fuzz/run.py (conftest puts fuzz/ on sys.path)
+import targets as fuzz_targets  # fuzz/targets.py
 from rel_harness import LONG
 
 SECONDS = 60.0 if LONG else float(os.environ.get("ANYWT_FUZZ_SECONDS", "2"))
@@ -76,3 +77,14 @@ def test_readme_table_follows_the_ledger(tmp_path: Path) -> None:
     assert len(table.splitlines()) == 2 + len(fuzz_run.TARGETS)
     fuzz_run.update_readme(readme, ledger)
     assert readme.read_text() == f"intro\n\n{fuzz_run.TABLE_MARK}\n{table}\n## after\n"
+
+
+REGRESSIONS = sorted((Path(fuzz_run.__file__).parent / "regressions").iterdir())
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
+@pytest.mark.parametrize("target", fuzz_run.TARGETS)
+def test_fuzz_regression_inputs(target: str, path: Path) -> None:
+    """Inputs that once failed a target, replayed through every target on every run of the suite
+    (the smoke runs above start from an empty corpus, so they would not meet them again)."""
+    fuzz_targets.TARGETS[target](path.read_bytes())
